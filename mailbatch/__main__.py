@@ -1,0 +1,4 @@
+"""Allow ``python -m mailbatch``."""
+from mailbatch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Secrets: fetch the SMTP password or OAuth2 token from where the job says, never from the file."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shlex
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from mailbatch.errors import JobError
+from mailbatch.job import PasswordSource, SmtpSettings
+
+__all__ = ["get_secret"]
+
+
+def get_secret(smtp: SmtpSettings) -> str:
+    """The secret for ``smtp.username``; errors say which setting to fix, never the secret."""
+    source = smtp.password or PasswordSource(kind="prompt")
+    if source.kind == "env":
+        name = str(source.value)
+        value = os.environ.get(name)
+        if not value:
+            raise JobError(f"environment variable {name} is not set; export it with the "
+                           "password before running (or choose another smtp.password_* source)",
+                           field="smtp.password_env")
+        return value
+    if source.kind == "file":
+        return _from_file(Path(str(source.value)))
+    if source.kind == "command":
+        return _from_command(source.value, "smtp.oauth2_token_command" if source.oauth2
+                             else "smtp.password_command")
+    if not sys.stdin or not sys.stdin.isatty():
+        raise JobError("no password source and no terminal to ask on; set smtp.password_env, "
+                       "password_file or password_command", field="smtp")
+    return getpass.getpass(f"Password for {smtp.username} at {smtp.host}: ")
+
+
+def _from_file(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise JobError(f"password file is readable by group or others; run: chmod 600 {path}",
+                           path=str(path), field="smtp.password_file")
+        value = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except FileNotFoundError:
+        raise JobError("password file not found; check smtp.password_file", path=str(path)) \
+            from None
+    except OSError as err:
+        raise JobError(f"cannot read password file: {err.strerror}", path=str(path)) from None
+    if not value:
+        raise JobError("password file is empty", path=str(path), field="smtp.password_file")
+    return value
+
+
+def _from_command(command: str | tuple[str, ...], field: str) -> str:
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL, check=False)
+    except FileNotFoundError:
+        raise JobError(f"command {argv[0]!r} not found; check the command", field=field) \
+            from None
+    except subprocess.TimeoutExpired:
+        raise JobError("command did not finish within 60 seconds", field=field) from None
+    if done.returncode != 0:
+        # stderr is not shown: a failing secret command may print part of the secret.
+        raise JobError(f"command {argv[0]!r} failed with exit status {done.returncode}; run it "
+                       "by hand to see why", field=field)
+    value = done.stdout.strip()
+    if not value:
+        raise JobError(f"command {argv[0]!r} printed nothing; it must print the secret",
+                       field=field)
+    return value

@@ -1,0 +1,121 @@
+"""The exception hierarchy: every error a user can cause, with the exit code cron sees.
+
+Messages are written for the person running the job: location first (``path:line``,
+``host:port``, the recipient), then what is wrong, then what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "EXIT_ALREADY_RUNNING",
+    "EXIT_CONFIG",
+    "EXIT_DATA",
+    "EXIT_INTERRUPTED",
+    "EXIT_IO",
+    "EXIT_NOPERM",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_TEMPFAIL",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
+    "AlreadyRunningError",
+    "ConnectError",
+    "InterruptedRun",
+    "JobError",
+    "LoginError",
+    "MailbatchError",
+    "RenderError",
+    "SessionLostError",
+    "StateError",
+]
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1  # the batch ran, but some recipients were refused, failed or are uncertain
+EXIT_USAGE = 2  # the command line was wrong (argparse's own code)
+EXIT_ALREADY_RUNNING = 3  # another run of this job holds its lock
+EXIT_DATA = 65  # EX_DATAERR: a message could not be rendered; nothing was sent
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: could not connect or TLS failed; nothing more was sent
+EXIT_IO = 74  # EX_IOERR: the report, outbox or journal could not be written
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: the server kept failing mid-batch; re-run to resume
+EXIT_NOPERM = 77  # EX_NOPERM: the server refused the login
+EXIT_CONFIG = 78  # EX_CONFIG: the job file is invalid; nothing was sent
+EXIT_INTERRUPTED = 130  # stopped by SIGINT or SIGTERM; re-run to resume
+
+
+class MailbatchError(Exception):
+    """Raised for every failure a user can act on; ``str(err)`` is the line to print."""
+
+    exit_code: int = EXIT_CONFIG
+
+
+class JobError(MailbatchError):
+    """Raised when a job file, or a file it names, is invalid."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.reason = message
+        where = path or ""
+        if path and line is not None:
+            where += f":{line}"
+        if field:
+            where += f"{': ' if where else ''}{field}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class RenderError(MailbatchError):
+    """Raised when messages cannot be rendered; carries every failure, not just the first."""
+
+    exit_code = EXIT_DATA
+
+    def __init__(self, failures: Sequence[str], total: int | None = None) -> None:
+        self.failures = list(failures)
+        self.total = total if total is not None else len(self.failures)
+        head = f"{self.total} message(s) could not be rendered; nothing was sent"
+        super().__init__("\n".join([head, *(f"  {f}" for f in self.failures)]))
+
+
+class ConnectError(MailbatchError, ConnectionError):
+    """Raised when the SMTP server cannot be reached or its TLS certificate is not trusted."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class LoginError(MailbatchError):
+    """Raised when the server refuses the login; retrying with the same password will not help."""
+
+    exit_code = EXIT_NOPERM
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class SessionLostError(MailbatchError, ConnectionError):
+    """Raised when the server keeps failing after the batch began and retries are used up."""
+
+    exit_code = EXIT_TEMPFAIL
+
+
+class AlreadyRunningError(MailbatchError):
+    """Raised when another run of the same job holds its lock."""
+
+    exit_code = EXIT_ALREADY_RUNNING
+
+
+class InterruptedRun(MailbatchError):
+    """Raised when SIGINT or SIGTERM stopped the batch between two messages."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+class StateError(MailbatchError, OSError):
+    """Raised when the journal, report or outbox cannot be written."""
+
+    exit_code = EXIT_IO

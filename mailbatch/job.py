@@ -1,0 +1,475 @@
+"""The job model: ``load_job(path)`` turns a job file into frozen, validated objects.
+
+Everything a run needs is checked here, before any message is rendered: unknown keys, types,
+password sources, paths (resolved against the job file's folder), rate and retry settings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+from mailbatch.errors import JobError
+from mailbatch.yamlfile import LineDict, line_of, load_yaml
+
+__all__ = [
+    "AttachmentSpec",
+    "Job",
+    "Notify",
+    "PasswordSource",
+    "Rate",
+    "RecipientSource",
+    "RetryPolicy",
+    "SmtpSettings",
+    "TemplateSource",
+    "load_job",
+]
+
+SECURITY_MODES = ("tls", "starttls")
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|s|min|m|h)\s*$")
+_RATE_SECONDS = {"second": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600}
+
+
+@dataclass(frozen=True)
+class PasswordSource:
+    """Where the secret comes from; the secret itself is never part of the job model."""
+
+    kind: str  # "env", "file", "command", "prompt"
+    value: str | tuple[str, ...] = ""
+    oauth2: bool = False  # the secret is an XOAUTH2 bearer token, not a password
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``count`` messages per ``seconds``."""
+
+    count: int
+    seconds: float
+
+    @property
+    def interval(self) -> float:
+        return self.seconds / self.count
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to retry transient failures (4xx, drops, timeouts) before giving up on the run."""
+
+    attempts: int = 5
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    max_time: float = 300.0
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str = "tls"
+    username: str | None = None
+    password: PasswordSource | None = None
+    timeout: float = 30.0
+    ca_file: Path | None = None
+    verify: bool = True
+    max_messages_per_connection: int = 0  # 0: no limit
+    rate: Rate | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    """A Jinja template given inline or as a file; ``name`` is what errors show."""
+
+    name: str
+    text: str | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class RecipientSource:
+    inline: tuple[Mapping[str, Any], ...] | None
+    path: Path | None
+    address_field: str = "email"
+    name_field: str = "name"
+    line: int | None = None  # where the inline list starts in the job file
+
+
+@dataclass(frozen=True)
+class AttachmentSpec:
+    pattern: str  # a Jinja string, then a glob relative to the attachments root
+    optional: bool = False
+    content_type: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Notify:
+    to: str
+    when: str = "failures"  # or "always"
+
+
+@dataclass(frozen=True)
+class Job:
+    path: Path
+    name: str
+    smtp: SmtpSettings
+    sender: str
+    subject: str
+    text: TemplateSource | None
+    html: TemplateSource | None
+    recipients: RecipientSource
+    to: str | None = None  # a Jinja string; by default "Name <address>" of the recipient
+    reply_to: str | None = None
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    attachments: tuple[AttachmentSpec, ...] = ()
+    attachments_root: Path | None = None
+    data: tuple[tuple[str, Path], ...] = ()
+    report: str = "reports/{{ job }}-{{ batch }}"
+    outbox: str = "outbox/{{ job }}-{{ batch }}"
+    state_dir: Path | None = None
+    batch: str = "{{ today }}"
+    schedule: str | None = None
+    notify: Notify | None = None
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    @property
+    def sender_address(self) -> str:
+        """The envelope sender (MAIL FROM): the address part of ``from``."""
+        return parseaddr(self.sender)[1]
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2] or "localhost"
+
+
+class _Section:
+    """Reads typed fields out of one mapping and reports every problem as ``file:line: key``."""
+
+    def __init__(self, mapping: Any, path: Path, keypath: str = "") -> None:
+        self.path = path
+        self.keypath = keypath
+        if mapping is None:
+            mapping = LineDict()
+        if not isinstance(mapping, Mapping):
+            raise self.error(f"must be a mapping of keys, not {_kind(mapping)}")
+        self.mapping = mapping
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.keypath}.{name}" if self.keypath else name
+
+    def error(self, message: str, name: str | None = None) -> JobError:
+        line = line_of(self.mapping, name) if hasattr(self, "mapping") else None
+        return JobError(message, path=str(self.path), line=line,
+                        field=self.key(name) if name else (self.keypath or None))
+
+    def get(self, name: str, types: type | tuple[type, ...], default: Any = None,
+            required: bool = False) -> Any:
+        self.seen.add(name)
+        if name not in self.mapping or self.mapping[name] is None:
+            if required:
+                raise self.error("is required but missing", name)
+            return default
+        value = self.mapping[name]
+        if isinstance(value, bool) and bool not in _as_tuple(types):
+            raise self.error(f"must be {_names(types)}, not a boolean", name)
+        if not isinstance(value, types):
+            raise self.error(f"must be {_names(types)}, not {_kind(value)}", name)
+        return value
+
+    def text(self, name: str, default: str | None = None, required: bool = False) -> Any:
+        value = self.get(name, (str, int, float), default, required)
+        return str(value) if value is not None else None
+
+    def path_(self, name: str, base: Path) -> Path | None:
+        value = self.text(name)
+        return (base / value) if value else None
+
+    def sub(self, name: str) -> _Section:
+        self.seen.add(name)
+        value = self.mapping.get(name)
+        return _Section(value, self.path, self.key(name))
+
+    def done(self) -> None:
+        unknown = [k for k in self.mapping if k not in self.seen]
+        if unknown:
+            known = ", ".join(sorted(self.seen))
+            raise self.error(f"unknown key; check the spelling (known keys here: {known})",
+                             unknown[0])
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _names(types: type | tuple[type, ...]) -> str:
+    words = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
+             list: "a list", dict: "a mapping", Mapping: "a mapping"}
+    return " or ".join(dict.fromkeys(words.get(t, t.__name__) for t in _as_tuple(types)))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    return f"a {type(value).__name__}"
+
+
+def load_job(path: str | Path) -> Job:
+    """Load, validate and freeze a job file; raise JobError naming the file, line and key."""
+    path = Path(path).absolute()
+    raw = load_yaml(path)
+    top = _Section(raw, path)
+    base = path.parent
+    smtp = _smtp(top.sub("smtp"), base)
+    sender = top.text("from", required=True)
+    if "@" not in parseaddr(sender)[1]:
+        raise top.error("is not an email address; write it as 'Name <user@example.com>'", "from")
+    text = _template(top, "text", base)
+    html = _template(top, "html", base)
+    if text is None and html is None:
+        raise top.error("the job has no body; add text_template, html_template, text or html")
+    job = Job(
+        path=path,
+        name=path.stem,
+        smtp=smtp,
+        sender=sender,
+        subject=top.text("subject", required=True),
+        text=text,
+        html=html,
+        recipients=_recipients(top, base),
+        to=top.text("to"),
+        reply_to=top.text("reply_to"),
+        cc=_addresses(top, "cc"),
+        bcc=_addresses(top, "bcc"),
+        headers=_headers(top),
+        attachments=_attachments(top),
+        attachments_root=top.path_("attachments_root", base),
+        data=_data(top, base),
+        report=top.text("report", "reports/{{ job }}-{{ batch }}"),
+        outbox=top.text("outbox", "outbox/{{ job }}-{{ batch }}"),
+        state_dir=top.path_("state_dir", base) or base / ".mailbatch",
+        batch=top.text("batch", "{{ today }}"),
+        schedule=_schedule(top),
+        notify=_notify(top),
+    )
+    top.done()
+    return job
+
+
+def _smtp(sec: _Section, base: Path) -> SmtpSettings:
+    if "password" in sec.mapping:
+        raise sec.error("a password must not be written in the job file; use password_env "
+                        "(an environment variable), password_file or password_command", "password")
+    security = sec.text("security", "tls")
+    if security not in SECURITY_MODES:
+        raise sec.error(f"unknown security mode {security!r}; use tls (implicit TLS, port 465) "
+                        "or starttls (port 587)", "security")
+    port = sec.get("port", int, 465 if security == "tls" else 587)
+    if not 0 < port < 65536:
+        raise sec.error("must be a port number between 1 and 65535", "port")
+    username = sec.text("username")
+    sources = []
+    for kind in ("password_env", "password_file", "password_command", "oauth2_token_command"):
+        value = sec.get(kind, (str, list))
+        if value:
+            sources.append((kind, value))
+    if len(sources) > 1:
+        raise sec.error("give only one of password_env, password_file, password_command, "
+                        "oauth2_token_command", sources[1][0])
+    password = None
+    if sources:
+        kind, value = sources[0]
+        if isinstance(value, list):
+            value = tuple(str(v) for v in value)
+        if kind == "password_file":
+            value = str(base / value)
+        password = PasswordSource(kind=kind.removeprefix("password_").replace(
+            "oauth2_token_command", "command"), value=value,
+            oauth2=kind == "oauth2_token_command")
+        if not username:
+            raise sec.error(f"{kind} is set but username is missing", "username")
+    elif username:
+        password = PasswordSource(kind="prompt")
+    timeout = float(sec.get("timeout", (int, float), 30))
+    if timeout <= 0:
+        raise sec.error("must be a positive number of seconds", "timeout")
+    verify = sec.get("verify_certificate", bool, True)
+    limit = sec.get("max_messages_per_connection", int, 0)
+    if limit < 0:
+        raise sec.error("must be 0 (no limit) or more", "max_messages_per_connection")
+    settings = SmtpSettings(
+        host=sec.text("host", required=True),
+        port=port,
+        security=security,
+        username=username,
+        password=password,
+        timeout=timeout,
+        ca_file=sec.path_("ca_file", base),
+        verify=verify,
+        max_messages_per_connection=limit,
+        rate=_rate(sec),
+        retry=_retry(sec.sub("retry")),
+    )
+    sec.done()
+    return settings
+
+
+def _rate(sec: _Section) -> Rate | None:
+    value = sec.text("rate")
+    if value is None:
+        return None
+    match = _RATE.match(value)
+    if not match or int(match.group(1)) == 0:
+        raise sec.error(f"{value!r} is not a rate; write it like '30/minute', '2/second' "
+                        "or '500/hour'", "rate")
+    return Rate(int(match.group(1)), _RATE_SECONDS[match.group(2)])
+
+
+def _retry(sec: _Section) -> RetryPolicy:
+    default = RetryPolicy()
+    policy = RetryPolicy(
+        attempts=sec.get("attempts", int, default.attempts),
+        backoff=float(sec.get("backoff", (int, float), default.backoff)),
+        max_backoff=float(sec.get("max_backoff", (int, float), default.max_backoff)),
+        max_time=float(sec.get("max_time", (int, float), default.max_time)),
+    )
+    if policy.attempts < 1:
+        raise sec.error("must be at least 1", "attempts")
+    sec.done()
+    return policy
+
+
+def _template(top: _Section, kind: str, base: Path) -> TemplateSource | None:
+    inline = top.text(kind)
+    file = top.text(f"{kind}_template")
+    if inline is not None and file is not None:
+        raise top.error(f"give either {kind} (inline) or {kind}_template (a file), not both", kind)
+    if file is not None:
+        path = base / file
+        if not path.is_file():
+            raise top.error(f"template file {file!r} not found (looked in {path.parent})",
+                            f"{kind}_template")
+        return TemplateSource(name=file, path=path)
+    if inline is not None:
+        return TemplateSource(name=f"{top.path.name}: {kind}", text=inline)
+    return None
+
+
+def _recipients(top: _Section, base: Path) -> RecipientSource:
+    value = top.get("recipients", (str, list, Mapping), required=True)
+    if isinstance(value, list):
+        if not value:
+            raise top.error("the recipient list is empty; add at least one recipient",
+                            "recipients")
+        for i, item in enumerate(value):
+            if not isinstance(item, Mapping):
+                raise JobError(f"must be a mapping with an email key, not {_kind(item)}",
+                               path=str(top.path), line=line_of(value, i),
+                               field=f"recipients[{i}]")
+        return RecipientSource(inline=tuple(value), path=None, line=line_of(value))
+    if isinstance(value, str):
+        return RecipientSource(inline=None, path=base / value)
+    sec = top.sub("recipients")
+    source = RecipientSource(
+        inline=None,
+        path=base / sec.text("file", required=True),
+        address_field=sec.text("address_field", "email"),
+        name_field=sec.text("name_field", "name"),
+    )
+    sec.done()
+    return source
+
+
+def _addresses(top: _Section, name: str) -> tuple[str, ...]:
+    value = top.get(name, (str, list), [])
+    items = [value] if isinstance(value, str) else value
+    return tuple(str(item) for item in items)
+
+
+def _headers(top: _Section) -> tuple[tuple[str, str], ...]:
+    sec = top.sub("headers")
+    reserved = {"from", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version",
+                "content-type", "content-transfer-encoding", "reply-to"}
+    result = []
+    for name in list(sec.mapping):
+        if not re.fullmatch(r"[!-9;-~]+", name) or name.lower() in reserved:
+            raise sec.error("is not a header you can set here (use the job's own keys for "
+                            "from, to, cc, bcc, reply_to and subject)", name)
+        result.append((name, sec.text(name, required=True)))
+    return tuple(result)
+
+
+def _attachments(top: _Section) -> tuple[AttachmentSpec, ...]:
+    value = top.get("attachments", list, [])
+    specs = []
+    for i, item in enumerate(value):
+        line = line_of(value, i)
+        if isinstance(item, str):
+            specs.append(AttachmentSpec(pattern=item, line=line))
+            continue
+        sec = _Section(item, top.path, f"attachments[{i}]")
+        specs.append(AttachmentSpec(
+            pattern=sec.text("pattern", required=True),
+            optional=sec.get("optional", bool, False),
+            content_type=sec.text("type"),
+            line=line,
+        ))
+        if specs[-1].content_type and not re.fullmatch(r"[\w.+-]+/[\w.+-]+",
+                                                       specs[-1].content_type):
+            raise sec.error("must be a MIME type like application/pdf", "type")
+        sec.done()
+    return tuple(specs)
+
+
+def _data(top: _Section, base: Path) -> tuple[tuple[str, Path], ...]:
+    sec = top.sub("data")
+    result = []
+    for name in list(sec.mapping):
+        if not name.isidentifier():
+            raise sec.error("data names must be identifiers (letters, digits, _)", name)
+        file = sec.text(name, required=True)
+        if Path(file).suffix.lower() not in (".csv", ".json", ".yaml", ".yml"):
+            raise sec.error("data files must be .csv, .json, .yaml or .yml", name)
+        result.append((name, base / file))
+    return tuple(result)
+
+
+def _schedule(top: _Section) -> str | None:
+    value = top.text("schedule")
+    if value is not None:
+        from mailbatch.timetable import parse_timetable
+
+        try:
+            parse_timetable(value)
+        except ValueError as err:
+            raise top.error(str(err), "schedule") from None
+    return value
+
+
+def _notify(top: _Section) -> Notify | None:
+    value = top.get("notify", (str, Mapping))
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return Notify(to=value)
+    sec = top.sub("notify")
+    notify = Notify(to=sec.text("to", required=True), when=sec.text("when", "failures"))
+    if notify.when not in ("failures", "always"):
+        raise sec.error("must be 'failures' or 'always'", "when")
+    sec.done()
+    return notify

@@ -1,0 +1,241 @@
+"""Rendering: one Jinja environment per job, templates compiled once, ``render(recipient)``.
+
+Recipient values are only ever passed to templates as data, never compiled as template code.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import formataddr, getaddresses
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from mailbatch.attachments import Attachment, AttachmentProblem, find
+from mailbatch.errors import JobError
+from mailbatch.job import Job, TemplateSource
+from mailbatch.recipients import Recipient, is_valid_address
+from mailbatch.yamlfile import load_yaml
+
+__all__ = ["RenderFailure", "Rendered", "Renderer", "run_context"]
+
+
+class RenderFailure(Exception):
+    """Raised when one recipient's message cannot be rendered; the text names the recipient."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One message, rendered but not yet serialised (serialising is compose.py's job)."""
+
+    recipient: Recipient
+    sender: str
+    to: str
+    cc: tuple[str, ...]
+    bcc: tuple[str, ...]
+    reply_to: str | None
+    subject: str
+    headers: tuple[tuple[str, str], ...]
+    text: str | None
+    html: str | None
+    attachments: tuple[Attachment, ...]
+    message_id: str
+
+    @property
+    def key(self) -> str:
+        return self.recipient.key
+
+    @property
+    def envelope_recipients(self) -> list[str]:
+        """Every address the server must deliver to: To, Cc and Bcc."""
+        fields = [self.to, *self.cc, *self.bcc]
+        return [address for _, address in getaddresses(fields) if address]
+
+
+def run_context(job: Job, now: dt.datetime) -> dict[str, Any]:
+    """Names available to the batch, report and outbox templates (and to every message)."""
+    iso = now.isocalendar()
+    return {
+        "job": job.name,
+        "today": now.date().isoformat(),
+        "now": now,
+        "iso_week": f"{iso.year}-W{iso.week:02d}",
+    }
+
+
+class Renderer:
+    """Compiles a job's templates once and renders each recipient's message."""
+
+    def __init__(self, job: Job, now: dt.datetime | None = None, *,
+                 message_id_salt: str = "") -> None:
+        self.job = job
+        self.now = now or dt.datetime.now().astimezone()
+        loader = jinja2.FileSystemLoader([str(job.folder)])
+        common = {"undefined": jinja2.StrictUndefined, "loader": loader,
+                  "keep_trailing_newline": True}
+        self.text_env = jinja2.Environment(autoescape=False, **common)
+        self.html_env = jinja2.Environment(autoescape=True, **common)
+        self.context = run_context(job, self.now)
+        self.context["data"] = load_data(job)
+        self.batch = self.string("batch", job.batch, self.context)
+        self.context["batch"] = self.batch
+        self._salt = message_id_salt
+        env = self.text_env
+        self._subject = self._compile(env, TemplateSource("subject", text=job.subject))
+        self._to = self._compile(env, TemplateSource("to", text=job.to)) if job.to else None
+        self._reply_to = self._compile(env, TemplateSource("reply_to", text=job.reply_to)) \
+            if job.reply_to else None
+        self._cc = [self._compile(env, TemplateSource("cc", text=v)) for v in job.cc]
+        self._bcc = [self._compile(env, TemplateSource("bcc", text=v)) for v in job.bcc]
+        self._headers = [(name, self._compile(env, TemplateSource(f"headers.{name}", text=v)))
+                         for name, v in job.headers]
+        self._text = self._compile(env, job.text) if job.text else None
+        self._html = self._compile(self.html_env, job.html) if job.html else None
+        self._patterns = [(spec, self._compile(env, TemplateSource(
+            f"attachments[{i}]", text=spec.pattern))) for i, spec in enumerate(job.attachments)]
+        self.attachments_root = job.attachments_root or job.folder
+
+    def string(self, name: str, source: str, context: Mapping[str, Any]) -> str:
+        """Render a one-off job-level string such as ``batch`` or ``report``."""
+        template = self._compile(self.text_env, TemplateSource(name, text=source))
+        try:
+            return template.render(context)
+        except jinja2.TemplateError as err:
+            raise JobError(f"{err}; the names available here are "
+                           f"{', '.join(sorted(context))}", path=str(self.job.path),
+                           field=name) from None
+
+    def _compile(self, env: jinja2.Environment, source: TemplateSource) -> jinja2.Template:
+        try:
+            if source.path is not None:
+                text = source.path.read_text(encoding="utf-8")
+                return env.from_string(text)
+            return env.from_string(source.text or "")
+        except jinja2.TemplateSyntaxError as err:
+            where = str(source.path) if source.path else str(self.job.path)
+            field = None if source.path else source.name
+            raise JobError(f"template syntax error: {err.message}; fix the template",
+                           path=where, line=err.lineno if source.path else None,
+                           field=field) from None
+        except UnicodeDecodeError:
+            raise JobError("template is not UTF-8 text; save it as UTF-8",
+                           path=str(source.path)) from None
+        except OSError as err:
+            raise JobError(f"cannot read template: {err.strerror}", path=str(source.path)) \
+                from None
+
+    def render(self, recipient: Recipient) -> Rendered:
+        """Render everything one recipient gets; any problem raises RenderFailure."""
+        where = f"{recipient.where} ({recipient.address})"
+        if not is_valid_address(recipient.address):
+            raise RenderFailure(f"{where}: {recipient.address!r} is not a valid email address; "
+                                "correct it in the recipient list")
+        context = {**self.context, **recipient.fields, "recipient": recipient.fields,
+                   "recipient_address": recipient.address, "recipient_name": recipient.name}
+        current = "subject"
+        try:
+            subject = self._subject.render(context)
+            current = "to"
+            to = self._to.render(context) if self._to else formataddr(
+                (recipient.name, recipient.address))
+            current = "reply_to"
+            reply_to = self._reply_to.render(context) if self._reply_to else None
+            current = "cc"
+            cc = tuple(t.render(context) for t in self._cc)
+            current = "bcc"
+            bcc = tuple(t.render(context) for t in self._bcc)
+            headers = []
+            for name, template in self._headers:
+                current = f"headers.{name}"
+                headers.append((name, template.render(context)))
+            current = self.job.text.name if self.job.text else ""
+            text = self._text.render(context) if self._text else None
+            current = self.job.html.name if self.job.html else ""
+            html = self._html.render(context) if self._html else None
+            attachments = []
+            for i, (spec, template) in enumerate(self._patterns):
+                current = f"attachments[{i}]"
+                pattern = template.render(context)
+                found = find(pattern, self.attachments_root, spec.content_type)
+                if not found and not spec.optional:
+                    raise AttachmentProblem(f"attachment pattern {pattern!r} matches no file "
+                                            f"under {self.attachments_root}; add the file or "
+                                            "mark the pattern optional: true")
+                attachments.extend(found)
+        except jinja2.UndefinedError as err:
+            raise RenderFailure(f"{where}: {current}: {err.message}; add it to the recipient "
+                                "data or the job's data files") from None
+        except jinja2.TemplateError as err:
+            raise RenderFailure(f"{where}: {current}: {err}") from None
+        except AttachmentProblem as err:
+            raise RenderFailure(f"{where}: {err}") from None
+        values = {"subject": subject, "to": to, "reply_to": reply_to or "",
+                  **{f"cc {v}": v for v in cc}, **{f"bcc {v}": v for v in bcc},
+                  **{f"header {n}": v for n, v in headers},
+                  **{f"attachment {a.filename}": a.filename for a in attachments}}
+        for name, value in values.items():
+            if "\r" in value or "\n" in value:
+                raise RenderFailure(f"{where}: {name} contains a line break (header "
+                                    "injection); remove line breaks from that value")
+        for field, value in (("to", to), *(("cc", v) for v in cc), *(("bcc", v) for v in bcc),
+                             ("reply_to", reply_to or "")):
+            for _, address in getaddresses([value]):
+                if value and not is_valid_address(address):
+                    raise RenderFailure(f"{where}: {field} {value!r} is not a valid address")
+        return Rendered(
+            recipient=recipient, sender=self.job.sender, to=to, cc=cc, bcc=bcc,
+            reply_to=reply_to, subject=subject, headers=tuple(headers), text=text, html=html,
+            attachments=tuple(attachments), message_id=self.message_id(recipient.key),
+        )
+
+    def message_id(self, key: str) -> str:
+        """Stable per batch and recipient, so a resumed send carries the same Message-ID."""
+        seed = f"{self.job.path}\0{self.batch}\0{key}\0{self._salt}".encode()
+        return f"<{hashlib.sha256(seed).hexdigest()[:32]}.mailbatch@{self.job.sender_domain}>"
+
+
+def load_data(job: Job) -> dict[str, Any]:
+    """Load the job's ``data`` files once per run, for every template to read."""
+    data: dict[str, Any] = {}
+    for name, path in job.data:
+        where = {"path": str(path)}
+        suffix = path.suffix.lower()
+        try:
+            if suffix == ".csv":
+                with path.open(encoding="utf-8-sig", newline="") as file:
+                    data[name] = list(csv.DictReader(file))
+            elif suffix == ".json":
+                data[name] = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                data[name] = _plain(load_yaml(path))
+        except FileNotFoundError:
+            raise JobError(f"data file for {name!r} not found; check data.{name}",
+                           **where) from None
+        except UnicodeDecodeError:
+            raise JobError("data file is not UTF-8; save it as UTF-8", **where) from None
+        except json.JSONDecodeError as err:
+            raise JobError(f"invalid JSON: {err.msg}", line=err.lineno, **where) from None
+        except (OSError, csv.Error) as err:
+            raise JobError(f"cannot read data file: {err}", **where) from None
+    return data
+
+
+def _plain(value: Any) -> Any:
+    """Strip the loader's line bookkeeping so templates see ordinary dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def resolve_path(job: Job, template: str, context: Mapping[str, Any], renderer: Renderer,
+                 name: str) -> Path:
+    """A job-level path template (report, outbox) rendered and resolved against the job folder."""
+    return job.folder / renderer.string(name, template, context)

@@ -1,0 +1,174 @@
+"""The runner: the one place where the steps of a batch are wired together.
+
+job → recipients → rendered messages (all of them, before anything is sent) → journal →
+transport → report. The report is written whenever sending began, however the run ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import tempfile
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailbatch.attachments import AttachmentCache, AttachmentProblem
+from mailbatch.compose import compose
+from mailbatch.credentials import get_secret
+from mailbatch.delivery import Sender
+from mailbatch.errors import MailbatchError, RenderError
+from mailbatch.job import Job
+from mailbatch.journal import Journal
+from mailbatch.lock import job_lock
+from mailbatch.recipients import iter_recipients
+from mailbatch.render import Rendered, Renderer, RenderFailure
+from mailbatch.report import Report, write_report
+from mailbatch.transport import FileTransport, Outcome, SmtpTransport, Transport
+
+__all__ = ["RunOptions", "prepare", "run"]
+
+log = logging.getLogger(__name__)
+
+MAX_FAILURES_SHOWN = 50
+Progress = Callable[[int, int, str, Outcome], None]
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    new_batch: bool = False
+    resend_uncertain: bool = False
+    debug_smtp: bool = False
+    now: dt.datetime | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: Progress | None = None
+    transport: Transport | None = None  # for tests and embedding; normally chosen here
+
+
+def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str) -> int:
+    """Render every message once and register every recipient; send nothing.
+
+    Raises RenderError listing every failure. Messages are rendered and dropped one at a time,
+    so this costs the same memory for ten recipients or a hundred thousand.
+    """
+    failures: list[str] = []
+    count = 0
+    journal.begin()
+    try:
+        for recipient in iter_recipients(job):
+            count += 1
+            try:
+                rendered = renderer.render(recipient)
+            except RenderFailure as err:
+                failures.append(str(err))
+                continue
+            earlier = journal.first_seen(recipient.key, recipient.where)
+            if earlier:
+                failures.append(f"{recipient.where}: {recipient.address} is listed twice (first "
+                                f"at {earlier}); remove one of them")
+                continue
+            journal.register(batch, recipient.key, recipient.index, recipient.address,
+                             rendered.message_id, _attachment_list(rendered))
+    except BaseException:
+        journal.rollback()
+        raise
+    if failures:
+        journal.rollback()
+        raise RenderError(failures[:MAX_FAILURES_SHOWN], total=len(failures))
+    journal.commit()
+    return count
+
+
+def _attachment_list(rendered: Rendered) -> list[dict]:
+    return [{"name": a.filename, "size": a.size, "type": a.content_type}
+            for a in rendered.attachments]
+
+
+def run(job: Job, options: RunOptions | None = None) -> Report:
+    """Run one batch of ``job`` (or resume it) and return its report."""
+    options = options or RunOptions()
+    now = options.now or dt.datetime.now().astimezone()
+    renderer = Renderer(job, now)
+    context = {**renderer.context, "batch": renderer.batch}
+    with ExitStack() as stack:
+        if options.dry_run:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mailbatch-"))
+            journal = stack.enter_context(Journal(Path(tmp) / "dry-run.sqlite"))
+        else:
+            assert job.state_dir is not None
+            stack.enter_context(job_lock(job.state_dir / f"{job.name}.lock", job.name))
+            journal = stack.enter_context(Journal(job.state_dir / f"{job.name}.sqlite"))
+        batch, resumed = journal.batch(renderer.batch, new=options.new_batch)
+        context["batch"] = batch
+        total = prepare(job, renderer, journal, batch)
+        if options.resend_uncertain:
+            journal.reset_uncertain(batch)
+        transport = options.transport or _transport(job, renderer, context, options)
+        report = _new_report(job, renderer, batch, resumed, options, now, context)
+        sender = Sender(transport, journal, batch, retry=job.smtp.retry,
+                        rate=None if options.dry_run else job.smtp.rate,
+                        per_connection=job.smtp.max_messages_per_connection,
+                        stop=options.stop)
+        stack.enter_context(sender)  # connects and logs in: failures here send nothing
+        try:
+            _send_all(job, renderer, journal, batch, sender, total, options)
+        except MailbatchError as err:
+            report.error = str(err)
+            raise
+        finally:
+            report.finished = _stamp()
+            report.counts = journal.counts(batch)
+            write_report(report, lambda: journal.entries(batch))
+            log.info("%s", report.summary())
+    return report
+
+
+def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender: Sender,
+              total: int, options: RunOptions) -> None:
+    cache = AttachmentCache()
+    for done, recipient in enumerate(iter_recipients(job), start=1):
+        key = recipient.key
+        if journal.status(batch, key) not in ("pending", "deferred"):
+            continue
+        try:
+            rendered = renderer.render(recipient)
+            data = compose(rendered, cache)
+        except (RenderFailure, AttachmentProblem) as err:  # a file changed since prepare()
+            journal.mark(batch, key, "failed", None, str(err))
+            continue
+        name = f"{recipient.index + 1:06d}-{recipient.address}"
+        outcome = sender.deliver(key, job.sender_address, rendered.envelope_recipients, data,
+                                 name)
+        if outcome.status not in ("sent", "dry-run"):
+            log.warning("%s: %s %s %s", recipient.address, outcome.status, outcome.code or "",
+                        outcome.message)
+        if options.progress:
+            options.progress(done, total, recipient.address, outcome)
+
+
+def _transport(job: Job, renderer: Renderer, context: dict, options: RunOptions) -> Transport:
+    if options.dry_run:
+        return FileTransport(job.folder / renderer.string("outbox", job.outbox, context))
+    return SmtpTransport(job.smtp, lambda: get_secret(job.smtp), debug=options.debug_smtp)
+
+
+def _new_report(job: Job, renderer: Renderer, batch: str, resumed: bool, options: RunOptions,
+                now: dt.datetime, context: dict) -> Report:
+    prefix = job.folder / renderer.string("report", job.report, context)
+    prefix = prefix.with_name(re.sub(r"[^\w.@+-]", "_", prefix.name))
+    return Report(
+        job=job.name, job_file=str(job.path), batch=batch, resumed=resumed,
+        dry_run=options.dry_run, started=now.isoformat(timespec="seconds"), finished="",
+        server={"host": job.smtp.host, "port": job.smtp.port, "security": job.smtp.security,
+                "username": job.smtp.username},
+        counts={}, json_path=prefix.with_name(prefix.name + ".json"),
+        csv_path=prefix.with_name(prefix.name + ".csv"),
+    )
+
+
+def _stamp() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -1,0 +1,307 @@
+"""Transports: where composed messages go. One small contract, two backends.
+
+``SmtpTransport`` holds one TLS session for many messages; ``FileTransport`` is the dry run.
+``send`` never raises for a per-message problem: it returns an Outcome, so the caller decides
+between retrying, recording and moving on. Session problems (connect, login) raise.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from mailbatch.errors import ConnectError, LoginError, StateError
+from mailbatch.job import SmtpSettings
+
+__all__ = ["FileTransport", "Outcome", "SmtpTransport", "Transport"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one message.
+
+    status: sent, refused, failed (final); retry (nothing was delivered, safe to send again);
+    uncertain (the end of DATA went out, no reply came back); dry-run.
+    """
+
+    status: str
+    code: int | None = None
+    message: str = ""
+
+
+class Transport(Protocol):
+    max_size: int | None
+
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    def send(self, sender: str, recipients: list[str], data: bytes, name: str,
+             before_end: Callable[[], None]) -> Outcome: ...
+
+
+class _Debug:
+    """Routes smtplib's debug output to logging, with AUTH exchanges redacted."""
+
+    _in_auth = False
+
+    def _print_debug(self, *args: object) -> None:
+        text = " ".join(str(a) for a in args)
+        if "send:" in text:
+            if self._in_auth or re.search(r"(?i)auth\b", text):
+                verb = re.search(r"(?i)'(auth \S+)", text)
+                text = f"send: '{verb.group(1) if verb else ''} [redacted]'"
+                self._in_auth = True
+        elif "reply:" in text and re.search(r"reply: b'[2-5]\d\d[ -]", text) and \
+                not re.search(r"reply: b'334", text):
+            self._in_auth = False
+        log.debug("smtp %s", text)
+
+
+class _SMTP(_Debug, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_Debug, smtplib.SMTP_SSL):
+    pass
+
+
+class SmtpTransport:
+    """One authenticated, certificate-verified session, reused for every message."""
+
+    def __init__(self, settings: SmtpSettings, secret: Callable[[], str], *,
+                 debug: bool = False) -> None:
+        self.settings = settings
+        self._secret = secret
+        self._cached_secret: str | None = None
+        self.debug = debug
+        self.smtp: smtplib.SMTP | None = None
+        self.max_size: int | None = None
+        self.where = f"{settings.host}:{settings.port}"
+
+    def __enter__(self) -> SmtpTransport:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self.smtp is not None
+
+    def context(self) -> ssl.SSLContext:
+        s = self.settings
+        context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
+        if not s.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def open(self) -> None:
+        s = self.settings
+        try:
+            context = self.context()
+        except (OSError, ssl.SSLError) as err:
+            raise ConnectError(f"{s.ca_file}: cannot load the CA file: {err}; check "
+                               "smtp.ca_file") from None
+        try:
+            if s.security == "tls":
+                smtp: smtplib.SMTP = _SMTP_SSL(s.host, s.port, timeout=s.timeout,
+                                               context=context)
+            else:
+                smtp = _SMTP(s.host, s.port, timeout=s.timeout)
+            if self.debug:
+                smtp.set_debuglevel(1)
+            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            smtp.ehlo()
+            if s.security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    smtp.close()
+                    raise ConnectError(f"{self.where}: the server does not offer STARTTLS; "
+                                       "refusing to log in without encryption (use security: "
+                                       "tls if it speaks implicit TLS)")
+                smtp.starttls(context=context)
+                smtp.ehlo()
+        except ssl.SSLCertVerificationError as err:
+            raise ConnectError(f"{self.where}: the server's TLS certificate is not trusted "
+                               f"({err.verify_message}); if it uses a private CA, give it with "
+                               "smtp.ca_file") from None
+        except (OSError, smtplib.SMTPException) as err:
+            raise ConnectError(f"{self.where}: cannot connect: {_reason(err)}; check smtp.host "
+                               "and smtp.port, and that the server is up") from None
+        self.smtp = smtp
+        size = smtp.esmtp_features.get("size", "").strip()
+        self.max_size = int(size) if size.isdigit() and int(size) > 0 else None
+        if s.username:
+            self._login(smtp)
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        s = self.settings
+        if self._cached_secret is None:
+            self._cached_secret = self._secret()
+        secret = self._cached_secret
+        try:
+            if s.password and s.password.oauth2:
+                token = f"user={s.username}\x01auth=Bearer {secret}\x01\x01"
+                smtp.auth("XOAUTH2", lambda challenge=None: token if challenge is None else "",
+                          initial_response_ok=True)
+            else:
+                smtp.login(s.username or "", secret)
+        except smtplib.SMTPAuthenticationError as err:
+            self.close()
+            raise LoginError(f"login refused by {s.host} for {s.username}: {err.smtp_code} "
+                             f"{_text(err.smtp_error)}", code=err.smtp_code) from None
+        except smtplib.SMTPNotSupportedError:
+            self.close()
+            raise LoginError(f"{self.where} does not offer AUTH; remove smtp.username to send "
+                             "without logging in") from None
+        except smtplib.SMTPException as err:
+            self.close()
+            raise ConnectError(f"{self.where}: login failed: {_reason(err)}") from None
+        except OSError as err:
+            self.close()
+            raise ConnectError(f"{self.where}: connection lost during login: {_reason(err)}") \
+                from None
+
+    def close(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
+
+    def send(self, sender: str, recipients: list[str], data: bytes, name: str,
+             before_end: Callable[[], None]) -> Outcome:
+        """One SMTP transaction. ``before_end`` runs just before the final ``.`` is sent:
+        that is the moment the message may become delivered."""
+        smtp = self.smtp
+        assert smtp is not None, "send() before open()"
+        end_sent = False
+        try:
+            options = [f"SIZE={len(data)}"] if self.max_size else []
+            code, reply = smtp.mail(sender, options)
+            if code != 250:
+                return self._reject(code, reply, "MAIL FROM")
+            primary, refused = recipients[0], []
+            for address in recipients:
+                code, reply = smtp.rcpt(address)
+                if code in (250, 251):
+                    continue
+                if 400 <= code < 500 or address == primary:
+                    return self._reject(code, reply, f"RCPT TO {address}")
+                refused.append(f"{address}: {code} {_text(reply)}")
+            code, reply = smtp.docmd("DATA")
+            if code != 354:
+                return self._reject(code, reply, "DATA")
+            smtp.send(_dot_stuff(data))
+            before_end()
+            end_sent = True
+            smtp.send(b".\r\n")
+            code, reply = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as err:
+            self.close_quietly()
+            if end_sent:
+                return Outcome("uncertain", None, "connection lost after the message was sent, "
+                               f"before the server confirmed it: {_reason(err)}")
+            return Outcome("retry", None, f"connection lost: {_reason(err)}")
+        if code == 250:
+            extra = f" (refused copies: {'; '.join(refused)})" if refused else ""
+            return Outcome("sent", code, _text(reply) + extra)
+        return self._reject(code, reply, "end of DATA")
+
+    def _reject(self, code: int, reply: bytes, stage: str) -> Outcome:
+        """Classify a non-success reply: 4xx and unknown codes are retried, 5xx are final."""
+        text = f"{_text(reply)} (at {stage})"
+        if code == 421 or code < 400 or code >= 600:
+            self.close_quietly()
+            return Outcome("retry", code, text)
+        if code < 500:
+            self._reset()
+            return Outcome("retry", code, text)
+        self._reset()
+        status = "refused" if stage.startswith("RCPT") else "failed"
+        return Outcome(status, code, text)
+
+    def _reset(self) -> None:
+        try:
+            assert self.smtp is not None
+            self.smtp.rset()
+        except (OSError, smtplib.SMTPException, AssertionError):
+            self.close_quietly()
+
+    def close_quietly(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            smtp.close()
+
+
+class FileTransport:
+    """The dry run: each message is written as ``NNNNNN-address.eml`` into the outbox folder."""
+
+    max_size = None
+
+    def __init__(self, outbox: Path) -> None:
+        self.outbox = outbox
+
+    def __enter__(self) -> FileTransport:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        try:
+            self.outbox.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StateError(f"{self.outbox}: cannot create the outbox: {err.strerror}") \
+                from None
+
+    def close(self) -> None:
+        pass
+
+    def send(self, sender: str, recipients: list[str], data: bytes, name: str,
+             before_end: Callable[[], None]) -> Outcome:
+        path = self.outbox / f"{re.sub(r'[^A-Za-z0-9@._+-]', '_', name)}.eml"
+        tmp = path.with_suffix(".eml.tmp")
+        try:
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        except OSError as err:
+            raise StateError(f"{path}: cannot write: {err.strerror}") from None
+        return Outcome("dry-run", None, f"written to {path.name}")
+
+
+def _dot_stuff(data: bytes) -> bytes:
+    """Double every line-leading dot (RFC 5321 4.5.2); ``data`` already ends in CRLF."""
+    stuffed = data.replace(b"\r\n.", b"\r\n..")
+    if stuffed.startswith(b"."):
+        stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(err, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(err, smtplib.SMTPResponseException):
+        return f"{err.smtp_code} {_text(err.smtp_error)}"
+    return str(err) or type(err).__name__
+
