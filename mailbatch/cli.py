@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--debug-smtp", action="store_true",
                      help="log the SMTP conversation (credentials redacted)")
     run.set_defaults(func=cmd_run)
+
+    # --- check, preview, init (safe operation) ---
+
+    # --- schedule (the long-running service) ---
+
     return parser
 
 
