@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import shlex
 import stat
 import subprocess
@@ -13,14 +14,33 @@ from pathlib import Path
 from mailbatch.errors import JobError
 from mailbatch.job import PasswordSource, SmtpSettings
 
-__all__ = ["get_secret"]
+__all__ = ["describe", "get_secret"]
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def get_secret(smtp: SmtpSettings) -> str:
-    """The secret for ``smtp.username``; errors say which setting to fix, never the secret."""
+def get_secret(smtp: SmtpSettings, job_file: str | Path | None = None) -> str:
+    """The secret for ``smtp.username``; errors say which setting to fix, never the secret.
+
+    ``job_file`` only makes the error messages start with the job file's path.
+    """
+    try:
+        return _get_secret(smtp)
+    except JobError as err:
+        if job_file is None or err.path is not None:
+            raise
+        raise JobError(err.reason, path=str(job_file), field=err.field) from None
+
+
+def _get_secret(smtp: SmtpSettings) -> str:
     source = smtp.password or PasswordSource(kind="prompt")
     if source.kind == "env":
         name = str(source.value)
+        if not _ENV_NAME.fullmatch(name):
+            # Never echo the value: it is likely the password itself, written in the wrong key.
+            raise JobError("must be the NAME of an environment variable (letters, digits, _), "
+                           "not the password itself; export the password in a variable and "
+                           "name that variable here", field="smtp.password_env")
         value = os.environ.get(name)
         if not value:
             raise JobError(f"environment variable {name} is not set; export it with the "
@@ -38,12 +58,42 @@ def get_secret(smtp: SmtpSettings) -> str:
     return getpass.getpass(f"Password for {smtp.username} at {smtp.host}: ")
 
 
+def describe(smtp: SmtpSettings) -> tuple[str, str | None]:
+    """Where the secret will come from, and a problem already visible without reading it.
+
+    Used by ``mailbatch check``: nothing is read, no command is run, nobody is prompted.
+    """
+    source = smtp.password
+    if not smtp.username or source is None:
+        return "no login (smtp.username is not set)", None
+    what = "OAuth2 token" if source.oauth2 else "password"
+    if source.kind == "env":
+        name = str(source.value)
+        if not _ENV_NAME.fullmatch(name):
+            return f"{what} from an environment variable", "smtp.password_env is not a name"
+        problem = None if os.environ.get(name) else f"environment variable {name} is not set"
+        return f"{what} from environment variable {name}", problem
+    if source.kind == "file":
+        path = Path(str(source.value))
+        try:
+            mode = path.stat().st_mode
+        except OSError as err:
+            return f"{what} from file {path}", f"{path}: {err.strerror}"
+        unsafe = mode & (stat.S_IRWXG | stat.S_IRWXO)
+        return f"{what} from file {path}", f"run: chmod 600 {path}" if unsafe else None
+    if source.kind == "command":
+        argv = shlex.split(source.value) if isinstance(source.value, str) else source.value
+        return f"{what} from command {argv[0] if argv else ''!r}", None
+    return f"{what} asked on the terminal", None if sys.stdin and sys.stdin.isatty() else \
+        "no terminal to ask on; set smtp.password_env, password_file or password_command"
+
+
 def _from_file(path: Path) -> str:
     try:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise JobError(f"password file is readable by group or others; run: chmod 600 {path}",
-                           path=str(path), field="smtp.password_file")
+            raise JobError("password file is readable or writable by group or others; "
+                           f"run: chmod 600 {path}", path=str(path), field="smtp.password_file")
         value = path.read_text(encoding="utf-8").rstrip("\r\n")
     except FileNotFoundError:
         raise JobError("password file not found; check smtp.password_file", path=str(path)) \

@@ -23,10 +23,16 @@ __all__ = ["Sender"]
 log = logging.getLogger(__name__)
 
 _FINAL = ("sent", "refused", "failed", "uncertain", "dry-run")
+_RESUME = "run the same command again to resume"
 
 
 class Sender:
-    """Sends messages of one batch; the caller opens and closes nothing but this object."""
+    """Sends messages of one batch; the caller opens and closes nothing but this object.
+
+    ``sleep(seconds)`` returns True when the wait was cut short by a stop request; it and
+    ``monotonic`` are injectable so tests can drive the rate limit and backoff with a fake
+    clock.
+    """
 
     def __init__(self, transport: Transport, journal: Journal, batch: str, *,
                  retry: RetryPolicy | None = None, rate: Rate | None = None,
@@ -44,7 +50,7 @@ class Sender:
         self.sleep = sleep or self.stop.wait  # returns True when stopped while waiting
         self.monotonic = monotonic
         self.rng = rng or random.Random()
-        self.on_connection = 0
+        self.on_connection = 0  # transactions completed on the current connection
         self.connections = 0
         self._next_slot: float | None = None
         self._open = False
@@ -53,9 +59,14 @@ class Sender:
         self.connect()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.transport.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._open = False
+        abort = getattr(self.transport, "close_quietly", None)
+        if abort is not None and exc_type is not None and not issubclass(exc_type,
+                                                                         InterruptedRun):
+            abort()  # mid-transaction (a second Ctrl-C, a journal error): no QUIT, no waiting
+        else:
+            self.transport.close()
 
     def connect(self) -> None:
         """Open the session; ConnectError and LoginError propagate to the caller."""
@@ -65,6 +76,7 @@ class Sender:
         self.on_connection = 0
 
     def _ensure_open(self) -> None:
+        """Reconnect when the session was lost or has carried its ``per_connection`` share."""
         if self._open and getattr(self.transport, "is_open", True) and not (
                 self.per_connection and self.on_connection >= self.per_connection):
             return
@@ -75,61 +87,70 @@ class Sender:
 
     def deliver(self, key: str, sender: str, recipients: list[str], data: bytes,
                 name: str) -> Outcome:
-        """Send one message and record its final state; raise only to stop the batch."""
+        """Send one message and record its final state; raise only to stop the batch.
+
+        A LoginError on reconnecting, SessionLostError, InterruptedRun and StateError stop the
+        batch; the message in hand is then ``pending`` (or ``uncertain``/``deferred``) in the
+        journal, never lost.
+        """
         if self.stop.is_set():
-            raise InterruptedRun("stopped before the batch finished; run the same command "
-                                 "again to resume")
+            raise InterruptedRun(f"stopped before the batch finished; {_RESUME}")
         limit = self.transport.max_size
         if limit and len(data) > limit:
             outcome = Outcome("failed", None, f"message is {len(data)} bytes, larger than the "
-                              f"{limit} bytes the server accepts (SIZE); nothing was sent")
+                              f"{limit} bytes the server accepts (SIZE); nothing was sent: "
+                              "make its attachments smaller")
             self.journal.mark(self.batch, key, outcome.status, None, outcome.message)
             return outcome
         started = self.monotonic()
         attempt = 0
         while True:
             attempt += 1
-            last: Outcome
+            uncertain = False
+
+            def before_end() -> None:
+                nonlocal uncertain
+                self.journal.mark(self.batch, key, "uncertain", None,
+                                  "end of DATA sent, no reply recorded")
+                uncertain = True
+
             try:
                 self._ensure_open()
                 self._wait_for_slot()
-                last = self.transport.send(sender, recipients, data, name,
-                                           lambda: self._mark_uncertain(key))
+                last = self.transport.send(sender, recipients, data, name, before_end)
             except ConnectError as err:
                 self._open = False
                 last = Outcome("retry", None, str(err))
-                lost_session = True
-            else:
-                lost_session = last.status == "retry" and not getattr(
-                    self.transport, "is_open", True)
-                if last.status in _FINAL:
-                    self.on_connection += last.status == "sent"
-                    self.journal.mark(self.batch, key, last.status, last.code, last.message)
-                    return last
+            if last.status in _FINAL:
+                self.on_connection += 1
+                self.journal.mark(self.batch, key, last.status, last.code, last.message,
+                                  attempts=attempt)
+                return last
+            # A transient failure: the server did not take the message, so it may be resent.
+            lost_session = not getattr(self.transport, "is_open", True)
+            if uncertain:  # a 4xx answer to the end of DATA: definitely not delivered
+                self.journal.mark(self.batch, key, "pending", last.code, last.message)
             elapsed = self.monotonic() - started
             if attempt >= self.retry.attempts or elapsed >= self.retry.max_time:
                 self.journal.mark(self.batch, key, "deferred", last.code,
-                                  f"gave up after {attempt} attempt(s): {last.message}")
+                                  f"gave up after {attempt} attempt(s): {last.message}",
+                                  attempts=attempt)
                 if lost_session:
                     raise SessionLostError(f"{name}: the server kept failing ({last.message}); "
-                                           "the rest of the batch is pending: run again later "
-                                           "to resume")
+                                           f"the rest of the batch is pending: {_RESUME} "
+                                           "later")
                 log.warning("%s deferred after %d attempts: %s", name, attempt, last.message)
                 return Outcome("deferred", last.code, last.message)
             delay = min(self.retry.max_backoff, self.retry.backoff * 2 ** (attempt - 1))
             delay = min(delay * self.rng.uniform(0.5, 1.0), max(0.0, self.retry.max_time - elapsed))
-            log.info("%s: %s; retrying in %.1fs (attempt %d of %d)", name, last.message, delay,
+            log.info("%s: %s; retrying in %.2fs (attempt %d of %d)", name, last.message, delay,
                      attempt + 1, self.retry.attempts)
-            self.transport.close()
+            self.transport.close()  # a fresh session (TLS and login) for the retry
             self._open = False
             if self.sleep(delay):
-                self.journal.mark(self.batch, key, "pending", last.code, last.message)
-                raise InterruptedRun("stopped while waiting to retry; run the same command "
-                                     "again to resume")
-
-    def _mark_uncertain(self, key: str) -> None:
-        self.journal.mark(self.batch, key, "uncertain", None,
-                          "end of DATA sent, no reply recorded", attempt=True)
+                self.journal.mark(self.batch, key, "pending", last.code, last.message,
+                                  attempts=attempt)
+                raise InterruptedRun(f"stopped while waiting to retry; {_RESUME}")
 
     def _wait_for_slot(self) -> None:
         """Space transactions ``rate.interval`` apart (a provider's ``N/minute`` limit)."""
@@ -138,7 +159,6 @@ class Sender:
         now = self.monotonic()
         if self._next_slot is not None and now < self._next_slot:
             if self.sleep(self._next_slot - now):
-                raise InterruptedRun("stopped while waiting for the rate limit; run the same "
-                                     "command again to resume")
+                raise InterruptedRun(f"stopped while waiting for the rate limit; {_RESUME}")
             now = self.monotonic()
         self._next_slot = max(now, self._next_slot or now) + self.rate.interval

@@ -29,6 +29,7 @@ __all__ = [
     "RenderError",
     "SessionLostError",
     "StateError",
+    "UsageError",
 ]
 
 EXIT_OK = 0
@@ -113,6 +114,12 @@ class InterruptedRun(MailbatchError):
     """Raised when SIGINT or SIGTERM stopped the batch between two messages."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class UsageError(MailbatchError):
+    """Raised when a command-line argument names something that does not exist or cannot be."""
+
+    exit_code = EXIT_USAGE
 
 
 class StateError(MailbatchError, OSError):

@@ -6,6 +6,7 @@ password sources, paths (resolved against the job file's folder), rate and retry
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from mailbatch.errors import JobError
 from mailbatch.yamlfile import LineDict, line_of, load_yaml
 
 __all__ = [
+    "LINE_BREAKS",
     "AttachmentSpec",
     "Job",
     "Notify",
@@ -31,6 +33,8 @@ __all__ = [
 
 SECURITY_MODES = ("tls", "starttls")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|s|min|m|h)\s*$")
+# What the email package (str.splitlines) treats as a line break: none may enter a header.
+LINE_BREAKS = "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 _RATE_SECONDS = {"second": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600}
 
 
@@ -177,6 +181,9 @@ class _Section:
         self.seen.add(name)
         if name not in self.mapping or self.mapping[name] is None:
             if required:
+                typo = self.typo_of(name)
+                if typo:  # "subjet:" must be reported as a typo, not as a missing "subject:"
+                    raise self.error(f"unknown key; did you mean {name!r}?", typo)
                 raise self.error("is required but missing", name)
             return default
         value = self.mapping[name]
@@ -198,6 +205,12 @@ class _Section:
         self.seen.add(name)
         value = self.mapping.get(name)
         return _Section(value, self.path, self.key(name))
+
+    def typo_of(self, name: str) -> str | None:
+        """An unread key of this mapping that looks like a misspelling of ``name``."""
+        unread = [k for k in self.mapping if k not in self.seen and isinstance(k, str)]
+        close = difflib.get_close_matches(name, unread, n=1, cutoff=0.75)
+        return close[0] if close else None
 
     def done(self) -> None:
         unknown = [k for k in self.mapping if k not in self.seen]
@@ -226,6 +239,8 @@ def _kind(value: Any) -> str:
         return "a list"
     if isinstance(value, str):
         return "text"
+    if isinstance(value, int | float):
+        return f"the number {value}"
     return f"a {type(value).__name__}"
 
 
@@ -237,8 +252,13 @@ def load_job(path: str | Path) -> Job:
     base = path.parent
     smtp = _smtp(top.sub("smtp"), base)
     sender = top.text("from", required=True)
-    if "@" not in parseaddr(sender)[1]:
-        raise top.error("is not an email address; write it as 'Name <user@example.com>'", "from")
+    if any(c in sender for c in LINE_BREAKS):
+        raise top.error("must be one line; remove the line break", "from")
+    from mailbatch.recipients import is_valid_address  # recipients imports this module
+
+    if not is_valid_address(parseaddr(sender)[1]):
+        raise top.error("is not an email address (plain ASCII user@domain); write it as "
+                        "'Name <user@example.com>'", "from")
     text = _template(top, "text", base)
     html = _template(top, "html", base)
     if text is None and html is None:
@@ -366,7 +386,7 @@ def _template(top: _Section, kind: str, base: Path) -> TemplateSource | None:
                             f"{kind}_template")
         return TemplateSource(name=file, path=path)
     if inline is not None:
-        return TemplateSource(name=f"{top.path.name}: {kind}", text=inline)
+        return TemplateSource(name=kind, text=inline)
     return None
 
 

@@ -7,27 +7,34 @@ States of a recipient in a batch:
   server may or may not have the message. Never resent unless the user asks.
 - ``deferred``: transient failures outlasted the retries; the next run tries again.
 - ``sent``, ``refused``, ``failed``: final, with the server's code and text.
+- ``removed``: still pending when it was taken off the recipient list; listing it again in
+  the same batch makes it pending again.
 - ``dry-run``: written to the outbox by a dry run (only in a dry run's throwaway journal).
 
 Each state change is its own committed transaction (WAL mode), so a killed process leaves at
-most one recipient ``uncertain``.
+most one recipient ``uncertain``. One Journal is one connection, for one run: open a new one
+per run (and per thread), never share one between concurrent runs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mailbatch.errors import StateError
 
-__all__ = ["FINAL", "Entry", "Journal"]
+__all__ = ["FINAL", "STATUSES", "TO_SEND", "Entry", "Journal"]
 
-FINAL = frozenset({"sent", "refused", "failed", "dry-run"})
-STATUSES = ("pending", "deferred", "uncertain", "sent", "refused", "failed", "dry-run")
+FINAL = frozenset({"sent", "refused", "failed", "removed", "dry-run"})
+TO_SEND = ("pending", "deferred")
+STATUSES = ("pending", "deferred", "uncertain", "sent", "refused", "failed", "removed",
+            "dry-run")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -49,6 +56,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated TEXT NOT NULL,
     PRIMARY KEY (batch, key)
 );
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -67,6 +78,15 @@ class Entry:
     updated: str
 
 
+def _other_file(recorded: Path, job_path: Path) -> bool:
+    """Whether ``recorded`` is an existing file other than ``job_path`` (a symlinked folder
+    gives one file two paths)."""
+    try:
+        return recorded.is_file() and not os.path.samefile(recorded, job_path)
+    except OSError:
+        return False
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
@@ -78,13 +98,17 @@ class Journal:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # timeout: a reader elsewhere (the scheduler's status) may hold the file briefly.
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                      timeout=10)
             # WAL + NORMAL: a committed state survives the process being killed; only a power
             # loss can lose the last few commits (see README, "Guarantees").
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
-        except sqlite3.Error as err:
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, "
+                            "loc TEXT)")
+        except (OSError, sqlite3.Error) as err:
             raise StateError(f"{path}: cannot open the journal: {err}; check the state_dir "
                              "folder is writable") from None
 
@@ -97,77 +121,121 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- batches ---------------------------------------------------------------------------
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Every statement goes through here, so a full disk is a StateError, not a traceback."""
+        try:
+            return self.db.execute(sql, params)
+        except sqlite3.Error as err:
+            raise StateError(f"{self.path}: cannot update the journal: {err}; check the disk "
+                             "and the state_dir folder, then run again to resume") from None
+
+    # -- the job and its batches -----------------------------------------------------------
+
+    def claim(self, job_path: Path) -> None:
+        """Refuse a journal that belongs to another job file of the same name (a shared
+        state_dir): its ``sent`` rows would make this job silently skip recipients. A job file
+        that was moved (its old path is gone) takes the journal over."""
+        row = self._execute("SELECT value FROM meta WHERE name = 'job'").fetchone()
+        if row and row[0] != str(job_path) and _other_file(Path(row[0]), job_path):
+            raise StateError(f"{self.path}: this journal belongs to another job file with the "
+                             f"same name ({row[0]}); give each job its own state_dir or rename "
+                             "one of them")
+        if not row or row[0] != str(job_path):
+            self._execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('job', ?)",
+                          (str(job_path),))
 
     def batch(self, base: str, *, new: bool = False) -> tuple[str, bool]:
         """The batch to work on and whether it is resumed: the latest one for ``base``."""
-        rows = self.db.execute(
+        rows = self._execute(
             "SELECT batch FROM batches WHERE base = ? ORDER BY created DESC, rowid DESC",
             (base,)).fetchall()
         if rows and not new:
             return rows[0][0], True
         batch = base if not rows else f"{base}#{len(rows) + 1}"
-        self.db.execute("INSERT INTO batches (batch, base, created) VALUES (?, ?, ?)",
-                        (batch, base, _now()))
+        self._execute("INSERT INTO batches (batch, base, created) VALUES (?, ?, ?)",
+                      (batch, base, _now()))
         return batch, False
+
+    def unfinished(self, other_than: str) -> list[str]:
+        """Earlier batches that still have recipients to send or uncertain, newest first."""
+        rows = self._execute(
+            "SELECT b.batch FROM batches b WHERE b.batch != ? AND EXISTS (SELECT 1 FROM "
+            "deliveries d WHERE d.batch = b.batch AND d.status IN "
+            "('pending', 'deferred', 'uncertain')) ORDER BY b.created DESC", (other_than,))
+        return [row[0] for row in rows]
 
     # -- recipients ------------------------------------------------------------------------
 
     def begin(self) -> None:
-        self.db.execute("BEGIN")
+        self._execute("BEGIN")
 
     def commit(self) -> None:
-        self.db.execute("COMMIT")
+        self._execute("COMMIT")
 
     def rollback(self) -> None:
         if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
+            self._execute("ROLLBACK")
+
+    def forget_seen(self) -> None:
+        """Start a new listing of the recipients (see first_seen)."""
+        self._execute("DELETE FROM seen")
 
     def register(self, batch: str, key: str, index: int, address: str, message_id: str,
                  attachments: list[dict]) -> None:
-        """Add a recipient as pending, or refresh the details of one already in the batch."""
-        self.db.execute(
+        """Add a recipient as pending, or refresh the details of one already in the batch
+        (a recipient listed again after being removed is pending again)."""
+        self._execute(
             "INSERT INTO deliveries (batch, key, idx, address, status, message_id, attachments,"
             " updated) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (batch, key) DO "
             "UPDATE SET idx = excluded.idx, address = excluded.address,"
-            " attachments = excluded.attachments",
+            " attachments = excluded.attachments, status = CASE WHEN status = 'removed'"
+            " THEN 'pending' ELSE status END",
             (batch, key, index, address, message_id, json.dumps(attachments), _now()))
 
     def first_seen(self, key: str, where: str) -> str | None:
-        """Where ``key`` was already listed in this run, or None; duplicates must not be merged
-        silently, since one of them would never get its message."""
-        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, loc TEXT)")
-        row = self.db.execute("SELECT loc FROM seen WHERE key = ?", (key,)).fetchone()
+        """Where ``key`` was already listed since forget_seen(), or None; duplicates must not
+        be merged silently, since one of them would never get its message."""
+        row = self._execute("SELECT loc FROM seen WHERE key = ?", (key,)).fetchone()
         if row:
             return row[0]
-        self.db.execute("INSERT INTO seen (key, loc) VALUES (?, ?)", (key, where))
+        self._execute("INSERT INTO seen (key, loc) VALUES (?, ?)", (key, where))
         return None
 
+    def retire_unlisted(self, batch: str) -> int:
+        """Recipients still to send that are no longer on the list become ``removed``, so the
+        batch can finish; ones already sent or uncertain keep their state."""
+        cursor = self._execute(
+            "UPDATE deliveries SET status = 'removed', code = NULL, message = 'no longer in the "
+            "recipient list; not sent', updated = ? WHERE batch = ? AND status IN "
+            "('pending', 'deferred') AND key NOT IN (SELECT key FROM seen)", (_now(), batch))
+        return cursor.rowcount
+
     def status(self, batch: str, key: str) -> str | None:
-        row = self.db.execute("SELECT status FROM deliveries WHERE batch = ? AND key = ?",
-                              (batch, key)).fetchone()
+        row = self._execute("SELECT status FROM deliveries WHERE batch = ? AND key = ?",
+                            (batch, key)).fetchone()
         return row[0] if row else None
 
     def mark(self, batch: str, key: str, status: str, code: int | None = None,
-             message: str = "", attempt: bool = False) -> None:
-        """Record a state change, committed at once (autocommit outside begin())."""
-        self.db.execute(
+             message: str = "", attempts: int = 0) -> None:
+        """Record a state change, committed at once (autocommit outside begin());
+        ``attempts`` is how many SMTP transactions this change accounts for."""
+        self._execute(
             "UPDATE deliveries SET status = ?, code = ?, message = ?, updated = ?,"
             " attempts = attempts + ? WHERE batch = ? AND key = ?",
-            (status, code, message, _now(), int(attempt), batch, key))
+            (status, code, message, _now(), attempts, batch, key))
 
     def reset_uncertain(self, batch: str) -> int:
         """Make uncertain recipients pending again, for --resend-uncertain."""
-        cursor = self.db.execute(
-            "UPDATE deliveries SET status = 'pending', message = 'resent after uncertain' "
-            "WHERE batch = ? AND status = 'uncertain'", (batch,))
+        cursor = self._execute(
+            "UPDATE deliveries SET status = 'pending', code = NULL, message = 'resent after "
+            "uncertain' WHERE batch = ? AND status = 'uncertain'", (batch,))
         return cursor.rowcount
 
     # -- reading ---------------------------------------------------------------------------
 
     def counts(self, batch: str) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
-        for status, count in self.db.execute(
+        for status, count in self._execute(
                 "SELECT status, COUNT(*) FROM deliveries WHERE batch = ? GROUP BY status",
                 (batch,)):
             counts[status] = count
@@ -175,7 +243,7 @@ class Journal:
 
     def entries(self, batch: str) -> Iterator[Entry]:
         """Every recipient of the batch in list order, streamed (flat memory)."""
-        cursor = self.db.execute(
+        cursor = self._execute(
             "SELECT idx, address, status, code, message, message_id, attachments, attempts,"
             " updated FROM deliveries WHERE batch = ? ORDER BY idx, key", (batch,))
         for row in cursor:

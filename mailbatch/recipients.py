@@ -86,7 +86,8 @@ def _from_mappings(items: list, source: RecipientSource, path: str, lines: Any) 
     if not items:
         raise JobError("the recipient list is empty; add at least one recipient", path=path)
     for i, item in enumerate(items):
-        line = lines(items, i) if lines else None
+        # The job model keeps inline lists as tuples; each mapping still knows its own line.
+        line = (lines(items, i) or lines(item)) if lines else None
         where = f"{path}:{line}" if line else f"{path}: recipient {i + 1}"
         if not isinstance(item, Mapping):
             raise JobError(f"recipient must be a mapping with an {source.address_field!r} key",
@@ -147,7 +148,20 @@ def _from_csv(source: RecipientSource) -> Iterator[Recipient]:
                 raise JobError("the recipients file has a header but no recipients",
                                path=str(path))
         except UnicodeDecodeError as err:
-            raise JobError(f"not UTF-8 ({err.reason}) near line {reader.line_num + 1}; "
-                           "save the file as UTF-8", path=str(path)) from None
+            line, column = _bad_byte(path)
+            raise JobError(f"not UTF-8 ({err.reason} at column {column}); save the file as "
+                           "UTF-8", path=str(path), line=line) from None
         except csv.Error as err:
             raise JobError(f"CSV error: {err}", path=str(path), line=reader.line_num) from None
+
+
+def _bad_byte(path: Path) -> tuple[int | None, int | None]:
+    """Line and column of the first byte that is not UTF-8: the text reader decodes 8 KiB
+    ahead, so its own position says nothing about where the bad byte was."""
+    with path.open("rb") as file:
+        for number, raw in enumerate(file, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return number, err.start + 1
+    return None, None

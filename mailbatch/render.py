@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import glob
 import hashlib
 import json
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ import jinja2
 
 from mailbatch.attachments import Attachment, AttachmentProblem, find
 from mailbatch.errors import JobError
-from mailbatch.job import Job, TemplateSource
+from mailbatch.job import LINE_BREAKS, Job, TemplateSource
 from mailbatch.recipients import Recipient, is_valid_address
 from mailbatch.yamlfile import load_yaml
 
@@ -81,6 +82,9 @@ class Renderer:
                   "keep_trailing_newline": True}
         self.text_env = jinja2.Environment(autoescape=False, **common)
         self.html_env = jinja2.Environment(autoescape=True, **common)
+        # In attachment patterns a value is a literal name: a region of "*" must not match
+        # every region's files (the glob counterpart of HTML autoescaping).
+        self.glob_env = jinja2.Environment(autoescape=False, finalize=_glob_literal, **common)
         self.context = run_context(job, self.now)
         self.context["data"] = load_data(job)
         self.batch = self.string("batch", job.batch, self.context)
@@ -97,7 +101,7 @@ class Renderer:
                          for name, v in job.headers]
         self._text = self._compile(env, job.text) if job.text else None
         self._html = self._compile(self.html_env, job.html) if job.html else None
-        self._patterns = [(spec, self._compile(env, TemplateSource(
+        self._patterns = [(spec, self._compile(self.glob_env, TemplateSource(
             f"attachments[{i}]", text=spec.pattern))) for i, spec in enumerate(job.attachments)]
         self.attachments_root = job.attachments_root or job.folder
 
@@ -147,9 +151,9 @@ class Renderer:
             current = "reply_to"
             reply_to = self._reply_to.render(context) if self._reply_to else None
             current = "cc"
-            cc = tuple(t.render(context) for t in self._cc)
+            cc = _present(t.render(context) for t in self._cc)  # blank: no copy for this one
             current = "bcc"
-            bcc = tuple(t.render(context) for t in self._bcc)
+            bcc = _present(t.render(context) for t in self._bcc)
             headers = []
             for name, template in self._headers:
                 current = f"headers.{name}"
@@ -176,11 +180,13 @@ class Renderer:
         except AttachmentProblem as err:
             raise RenderFailure(f"{where}: {err}") from None
         values = {"subject": subject, "to": to, "reply_to": reply_to or "",
+                  # formataddr() hides a line break in a non-ASCII name inside an encoded word
+                  **({"name": recipient.name} if self._to is None else {}),
                   **{f"cc {v}": v for v in cc}, **{f"bcc {v}": v for v in bcc},
                   **{f"header {n}": v for n, v in headers},
                   **{f"attachment {a.filename}": a.filename for a in attachments}}
         for name, value in values.items():
-            if "\r" in value or "\n" in value:
+            if any(c in value for c in LINE_BREAKS):
                 raise RenderFailure(f"{where}: {name} contains a line break (header "
                                     "injection); remove line breaks from that value")
         for field, value in (("to", to), *(("cc", v) for v in cc), *(("bcc", v) for v in bcc),
@@ -198,6 +204,16 @@ class Renderer:
         """Stable per batch and recipient, so a resumed send carries the same Message-ID."""
         seed = f"{self.job.path}\0{self.batch}\0{key}\0{self._salt}".encode()
         return f"<{hashlib.sha256(seed).hexdigest()[:32]}.mailbatch@{self.job.sender_domain}>"
+
+
+def _glob_literal(value: Any) -> str:
+    """Finalize hook: the value of every ``{{ ... }}`` in a pattern, with glob syntax escaped."""
+    return glob.escape(str(value))
+
+
+def _present(values: Any) -> tuple[str, ...]:
+    """Rendered address values, without the ones that came out blank."""
+    return tuple(value.strip() for value in values if value.strip())
 
 
 def load_data(job: Job) -> dict[str, Any]:

@@ -6,6 +6,7 @@ transport → report. The report is written whenever sending began, however the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -22,14 +23,14 @@ from mailbatch.credentials import get_secret
 from mailbatch.delivery import Sender
 from mailbatch.errors import MailbatchError, RenderError
 from mailbatch.job import Job
-from mailbatch.journal import Journal
+from mailbatch.journal import TO_SEND, Journal
 from mailbatch.lock import job_lock
 from mailbatch.recipients import iter_recipients
 from mailbatch.render import Rendered, Renderer, RenderFailure
 from mailbatch.report import Report, write_report
 from mailbatch.transport import FileTransport, Outcome, SmtpTransport, Transport
 
-__all__ = ["RunOptions", "prepare", "run"]
+__all__ = ["RunOptions", "as_test_send", "prepare", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,14 @@ class RunOptions:
     stop: threading.Event = field(default_factory=threading.Event)
     progress: Progress | None = None
     transport: Transport | None = None  # for tests and embedding; normally chosen here
+    test_to: str | None = None  # a test send: messages go to this address only, see as_test_send
+    test_limit: int | None = 1  # with test_to: how many of the first messages (None: all)
 
 
-def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str) -> int:
-    """Render every message once and register every recipient; send nothing.
+def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
+            limit: int | None = None) -> int:
+    """Render every message once and register every recipient (or the first ``limit``, for a
+    test send); send nothing. Returns how many were registered.
 
     Raises RenderError listing every failure. Messages are rendered and dropped one at a time,
     so this costs the same memory for ten recipients or a hundred thousand.
@@ -59,20 +64,23 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str) -> int:
     count = 0
     journal.begin()
     try:
+        journal.forget_seen()
         for recipient in iter_recipients(job):
             count += 1
-            try:
-                rendered = renderer.render(recipient)
-            except RenderFailure as err:
-                failures.append(str(err))
-                continue
+            # Before rendering: a duplicate must be reported even when one copy fails to render.
             earlier = journal.first_seen(recipient.key, recipient.where)
             if earlier:
                 failures.append(f"{recipient.where}: {recipient.address} is listed twice (first "
                                 f"at {earlier}); remove one of them")
                 continue
-            journal.register(batch, recipient.key, recipient.index, recipient.address,
-                             rendered.message_id, _attachment_list(rendered))
+            try:
+                rendered = renderer.render(recipient)
+            except RenderFailure as err:
+                failures.append(str(err))
+                continue
+            if limit is None or count <= limit:
+                journal.register(batch, recipient.key, recipient.index, recipient.address,
+                                 rendered.message_id, _attachment_list(rendered))
     except BaseException:
         journal.rollback()
         raise
@@ -80,7 +88,7 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str) -> int:
         journal.rollback()
         raise RenderError(failures[:MAX_FAILURES_SHOWN], total=len(failures))
     journal.commit()
-    return count
+    return count if limit is None else min(count, limit)
 
 
 def _attachment_list(rendered: Rendered) -> list[dict]:
@@ -92,32 +100,47 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
     """Run one batch of ``job`` (or resume it) and return its report."""
     options = options or RunOptions()
     now = options.now or dt.datetime.now().astimezone()
-    renderer = Renderer(job, now)
+    test = options.test_to is not None
+    # A test send gets Message-IDs of its own, so a mail store that drops duplicate IDs
+    # cannot swallow the real message later.
+    renderer = Renderer(job, now, message_id_salt=f"test {now.isoformat()}" if test else "")
     context = {**renderer.context, "batch": renderer.batch}
     with ExitStack() as stack:
-        if options.dry_run:
+        if options.dry_run or test:  # a test send leaves the job's journal alone
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mailbatch-"))
             journal = stack.enter_context(Journal(Path(tmp) / "dry-run.sqlite"))
         else:
             assert job.state_dir is not None
             stack.enter_context(job_lock(job.state_dir / f"{job.name}.lock", job.name))
             journal = stack.enter_context(Journal(job.state_dir / f"{job.name}.sqlite"))
-        batch, resumed = journal.batch(renderer.batch, new=options.new_batch)
+            journal.claim(job.path)
+        base = f"test-{now:%Y%m%dT%H%M%S}" if test else renderer.batch
+        batch, resumed = journal.batch(base, new=options.new_batch)
         context["batch"] = batch
-        total = prepare(job, renderer, journal, batch)
+        if batch != base:  # --new-batch: new Message-IDs, or mail stores drop the copies
+            renderer = Renderer(job, now, message_id_salt=batch)
+        if not resumed and not (options.dry_run or test):
+            _warn_unfinished(job, journal, batch)
+        total = prepare(job, renderer, journal, batch, options.test_limit if test else None)
         if options.resend_uncertain:
             journal.reset_uncertain(batch)
+        journal.retire_unlisted(batch)
+        to_send = sum(journal.counts(batch)[status] for status in TO_SEND)
         transport = options.transport or _transport(job, renderer, context, options)
         report = _new_report(job, renderer, batch, resumed, options, now, context)
+        report.test_send = test
         sender = Sender(transport, journal, batch, retry=job.smtp.retry,
                         rate=None if options.dry_run else job.smtp.rate,
                         per_connection=job.smtp.max_messages_per_connection,
                         stop=options.stop)
-        stack.enter_context(sender)  # connects and logs in: failures here send nothing
+        if to_send:  # a finished batch is re-reported without touching the server
+            stack.enter_context(sender)  # connects and logs in: failures here send nothing
         try:
-            _send_all(job, renderer, journal, batch, sender, total, options)
+            if to_send:
+                _send_all(job, renderer, journal, batch, sender, total, options)
         except MailbatchError as err:
             report.error = str(err)
+            err.report = report  # type: ignore[attr-defined]  # for the notify summary
             raise
         finally:
             report.finished = _stamp()
@@ -131,11 +154,15 @@ def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender
               total: int, options: RunOptions) -> None:
     cache = AttachmentCache()
     for done, recipient in enumerate(iter_recipients(job), start=1):
+        if options.test_to and options.test_limit and done > options.test_limit:
+            break
         key = recipient.key
-        if journal.status(batch, key) not in ("pending", "deferred"):
+        if journal.status(batch, key) not in TO_SEND:
             continue
         try:
             rendered = renderer.render(recipient)
+            if options.test_to:
+                rendered = as_test_send(rendered, options.test_to)
             data = compose(rendered, cache)
         except (RenderFailure, AttachmentProblem) as err:  # a file changed since prepare()
             journal.mark(batch, key, "failed", None, str(err))
@@ -143,6 +170,9 @@ def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender
         name = f"{recipient.index + 1:06d}-{recipient.address}"
         outcome = sender.deliver(key, job.sender_address, rendered.envelope_recipients, data,
                                  name)
+        if options.test_to and outcome.status in ("sent", "refused", "failed", "dry-run"):
+            journal.mark(batch, key, outcome.status, outcome.code,
+                         f"test send to {options.test_to}: {outcome.message}")
         if outcome.status not in ("sent", "dry-run"):
             log.warning("%s: %s %s %s", recipient.address, outcome.status, outcome.code or "",
                         outcome.message)
@@ -150,16 +180,36 @@ def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender
             options.progress(done, total, recipient.address, outcome)
 
 
+def as_test_send(rendered: Rendered, address: str) -> Rendered:
+    """The message as a test send: to ``address`` only (To header and envelope; no Cc, no Bcc),
+    the subject marked ``[TEST]``; bodies and attachments exactly as the recipient gets them."""
+    return dataclasses.replace(rendered, to=address, cc=(), bcc=(),
+                               subject=f"[TEST] {rendered.subject}")
+
+
+def _warn_unfinished(job: Job, journal: Journal, batch: str) -> None:
+    """A new batch while an older one is unfinished: say so, since a batch identity that
+    changed under a resume (e.g. ``{{ today }}`` after midnight) would send everyone again."""
+    older = journal.unfinished(batch)
+    if older:
+        log.warning("%s: starting batch %s while batch %s is unfinished (recipients still "
+                    "pending, deferred or uncertain); if this run was meant to resume it, set "
+                    "the job's batch key so both runs get the same identity", job.name, batch,
+                    older[0])
+
+
 def _transport(job: Job, renderer: Renderer, context: dict, options: RunOptions) -> Transport:
     if options.dry_run:
         return FileTransport(job.folder / renderer.string("outbox", job.outbox, context))
-    return SmtpTransport(job.smtp, lambda: get_secret(job.smtp), debug=options.debug_smtp)
+    return SmtpTransport(job.smtp, lambda: get_secret(job.smtp, job.path), debug=options.debug_smtp)
 
 
 def _new_report(job: Job, renderer: Renderer, batch: str, resumed: bool, options: RunOptions,
                 now: dt.datetime, context: dict) -> Report:
     prefix = job.folder / renderer.string("report", job.report, context)
     prefix = prefix.with_name(re.sub(r"[^\w.@+-]", "_", prefix.name))
+    if options.dry_run:  # never overwrite the real delivery report of the same batch
+        prefix = prefix.with_name(prefix.name + "-dry-run")
     return Report(
         job=job.name, job_file=str(job.path), batch=batch, resumed=resumed,
         dry_run=options.dry_run, started=now.isoformat(timespec="seconds"), finished="",

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mailbatch.errors import ConnectError, LoginError, StateError
+from mailbatch.errors import ConnectError, LoginError, MailbatchError, StateError
 from mailbatch.job import SmtpSettings
 
 __all__ = ["FileTransport", "Outcome", "SmtpTransport", "Transport"]
 
 log = logging.getLogger(__name__)
+# Security warnings have their own logger so the CLI can show them even with -q.
+security_log = logging.getLogger("mailbatch.security")
 
 
 @dataclass(frozen=True)
@@ -47,20 +49,30 @@ class Transport(Protocol):
              before_end: Callable[[], None]) -> Outcome: ...
 
 
+_AUTH_COMMAND = re.compile(r"(?i)^send: b?['\"](AUTH +[A-Z0-9_-]+)")
+_FINAL_REPLY = re.compile(r"^reply: b'[2-5]\d\d[ -]")
+
+
 class _Debug:
-    """Routes smtplib's debug output to logging, with AUTH exchanges redacted."""
+    """Routes smtplib's debug output to logging, with AUTH exchanges redacted.
+
+    Everything the client sends from ``AUTH`` until the server's final (non-334) reply is
+    replaced: PLAIN's initial response, LOGIN's separate username and password lines, and
+    the XOAUTH2 token are all credentials, base64 or not.
+    """
 
     _in_auth = False
 
     def _print_debug(self, *args: object) -> None:
         text = " ".join(str(a) for a in args)
-        if "send:" in text:
-            if self._in_auth or re.search(r"(?i)auth\b", text):
-                verb = re.search(r"(?i)'(auth \S+)", text)
-                text = f"send: '{verb.group(1) if verb else ''} [redacted]'"
+        if text.startswith("send:"):
+            verb = _AUTH_COMMAND.match(text)
+            if verb:
+                text = f"send: '{verb.group(1)} [redacted]'"
                 self._in_auth = True
-        elif "reply:" in text and re.search(r"reply: b'[2-5]\d\d[ -]", text) and \
-                not re.search(r"reply: b'334", text):
+            elif self._in_auth:
+                text = "send: '[redacted]'"
+        elif self._in_auth and _FINAL_REPLY.match(text) and not text.startswith("reply: b'334"):
             self._in_auth = False
         log.debug("smtp %s", text)
 
@@ -85,6 +97,7 @@ class SmtpTransport:
         self.smtp: smtplib.SMTP | None = None
         self.max_size: int | None = None
         self.where = f"{settings.host}:{settings.port}"
+        self._warned = False
 
     def __enter__(self) -> SmtpTransport:
         self.open()
@@ -107,15 +120,22 @@ class SmtpTransport:
 
     def open(self) -> None:
         s = self.settings
+        if not s.verify and not self._warned:
+            self._warned = True  # once per run, however often the session is reopened
+            security_log.warning(
+                "%s: smtp.verify_certificate is false: the server's TLS certificate is NOT "
+                "checked, so anyone on the network path can read the password and messages; "
+                "give the server's CA with smtp.ca_file instead", self.where)
         try:
             context = self.context()
         except (OSError, ssl.SSLError) as err:
             raise ConnectError(f"{s.ca_file}: cannot load the CA file: {err}; check "
                                "smtp.ca_file") from None
+        smtp: smtplib.SMTP | None = None
+        starttls_offered = True
         try:
             if s.security == "tls":
-                smtp: smtplib.SMTP = _SMTP_SSL(s.host, s.port, timeout=s.timeout,
-                                               context=context)
+                smtp = _SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
             else:
                 smtp = _SMTP(s.host, s.port, timeout=s.timeout)
             if self.debug:
@@ -123,20 +143,24 @@ class SmtpTransport:
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.ehlo()
             if s.security == "starttls":
-                if not smtp.has_extn("starttls"):
-                    smtp.close()
-                    raise ConnectError(f"{self.where}: the server does not offer STARTTLS; "
-                                       "refusing to log in without encryption (use security: "
-                                       "tls if it speaks implicit TLS)")
-                smtp.starttls(context=context)
-                smtp.ehlo()
+                starttls_offered = smtp.has_extn("starttls")
+                if starttls_offered:
+                    smtp.starttls(context=context)
+                    smtp.ehlo()
         except ssl.SSLCertVerificationError as err:
+            _close(smtp)
             raise ConnectError(f"{self.where}: the server's TLS certificate is not trusted "
                                f"({err.verify_message}); if it uses a private CA, give it with "
                                "smtp.ca_file") from None
         except (OSError, smtplib.SMTPException) as err:
+            _close(smtp)
             raise ConnectError(f"{self.where}: cannot connect: {_reason(err)}; check smtp.host "
                                "and smtp.port, and that the server is up") from None
+        if not starttls_offered:  # never send the password over an unencrypted connection
+            _close(smtp)
+            raise ConnectError(f"{self.where}: the server does not offer STARTTLS; refusing to "
+                               "log in or send without encryption (use security: tls if it "
+                               "speaks implicit TLS, usually on port 465)")
         self.smtp = smtp
         size = smtp.esmtp_features.get("size", "").strip()
         self.max_size = int(size) if size.isdigit() and int(size) > 0 else None
@@ -208,6 +232,9 @@ class SmtpTransport:
             end_sent = True
             smtp.send(b".\r\n")
             code, reply = smtp.getreply()
+        except MailbatchError:  # the journal could not record the uncertain window: stop
+            self.close_quietly()
+            raise
         except (smtplib.SMTPServerDisconnected, OSError) as err:
             self.close_quietly()
             if end_sent:
@@ -280,6 +307,12 @@ class FileTransport:
         except OSError as err:
             raise StateError(f"{path}: cannot write: {err.strerror}") from None
         return Outcome("dry-run", None, f"written to {path.name}")
+
+
+def _close(smtp: smtplib.SMTP | None) -> None:
+    """Drop a half-opened connection without a QUIT (the session never got going)."""
+    if smtp is not None:
+        smtp.close()
 
 
 def _dot_stuff(data: bytes) -> bytes:

@@ -1,0 +1,142 @@
+"""Benchmark mailbatch against the loops users write and the wire limit of one SMTP session.
+
+Usage: ``python benchmarks/run.py [--quick] [--out benchmarks/out]``. See benchmarks/README.md.
+All traffic goes to a sink on 127.0.0.1 that this script starts and stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from harness import Sink, machine, make_certs
+from phases import MAILBATCH, QUICK, Bench, Sizes
+from results import Results
+from workload import make_workdir
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+LEGEND = [
+    "naive loop: one smtplib.SMTP_SSL session; per recipient an EmailMessage (Jinja text + "
+    "HTML, add_attachment of the PDF read once) and send_message; default socket options.",
+    "per-message loop: the same, with a new SMTP_SSL connection, TLS handshake and login for "
+    "every message (one client SSLContext, created once).",
+    "wire limit: the same kind of messages, prebuilt with EmailMessage and serialised with "
+    "policy=email.policy.SMTP, sent with smtp.sendmail() over one session with TCP_NODELAY: "
+    "the most an smtplib client can do against this sink.",
+    "wire limit, no TCP_NODELAY: the same loop with default socket options (Nagle on).",
+    "mailbatch: `python -m mailbatch run job.yaml` in a subprocess, wall time including "
+    "interpreter start-up (see the start-up row), fresh state dir per run.",
+    "Rates are messages per second over the median of the valid runs; x naive and x wire are "
+    "rate ratios against the naive loop and the wire limit of the same workload.",
+    "client CPU: CPU time of the sending process over wall time; sink CPU: the same for the "
+    "sink process. Neither near 100% means the session is bound by round trips.",
+    "Peak RSS: VmHWM of the mailbatch process itself, written by benchmarks/peak_rss.py "
+    "(ru_maxrss would include the harness's memory, which Linux carries across fork+exec).",
+    "Every run is checked: the sink's count of accepted messages must equal the count sent "
+    "(zero for a dry run, where the outbox must hold one .eml per recipient).",
+]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes and one round: a smoke run for tests (well under 30 s)")
+    parser.add_argument("--out", type=Path, default=HERE / "out",
+                        help="results and scratch folder (default benchmarks/out)")
+    parser.add_argument("--only", default="ABC",
+                        help="workloads to run, e.g. AB (default ABC)")
+    parser.add_argument("--reps", type=int, help="rounds per throughput workload (default 3)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply every recipient count, e.g. 0.1 for a faster look")
+    parser.add_argument("--mailbatch-path", type=Path, default=REPO,
+                        help="folder put first on PYTHONPATH to find the mailbatch package")
+    parser.add_argument("--keep-work", action="store_true",
+                        help="keep the generated job folders under OUT/work")
+    return parser.parse_args(argv)
+
+
+def choose_sizes(args: argparse.Namespace) -> Sizes:
+    sizes = QUICK if args.quick else Sizes()
+    if args.scale != 1.0:
+        counts = {f.name: max(10, round(getattr(sizes, f.name) * args.scale))
+                  for f in dataclasses.fields(sizes)
+                  if f.name[0] in "ab"}
+        counts["c_dry"] = tuple(max(10, round(n * args.scale)) for n in sizes.c_dry)
+        counts["c_big"] = max(2, round(sizes.c_big * args.scale))
+        sizes = dataclasses.replace(sizes, **counts)
+    if args.reps is not None:
+        sizes = dataclasses.replace(sizes, reps=max(1, args.reps))
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = choose_sizes(args)
+    out: Path = args.out.resolve()
+    work = out / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    started = time.perf_counter()
+    facts = machine()
+    for key, value in facts.items():
+        print(f"{key:>8}: {value}")
+    ca_pem, server_pem = make_certs(work / "certs")
+    results = Results()
+    sink = Sink(server_pem, out / "sink.log")
+    try:
+        bench = Bench(sink, ca_pem, results, args.mailbatch_path.resolve(),
+                      budget=30.0 if args.quick else 300.0)
+        bench.probe_mailbatch(sizes.startup_runs)
+        if bench.mailbatch_error is not None:
+            print(f"mailbatch: not available ({bench.mailbatch_error})")
+        run_workloads(bench, sizes, work, ca_pem, args.only.upper())
+    finally:
+        sink.close()
+        if not args.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    facts = {**facts, "mode": "quick" if args.quick else f"full, scale {args.scale:g}",
+             "rounds": str(sizes.reps), "benchmark wall time": f"{elapsed:.0f} s"}
+    path = results.write(out, "mailbatch benchmark", facts, LEGEND)
+    print()
+    print(results.table())
+    for note in results.notes:
+        print(f"note: {note}")
+    print(f"\nwrote {path} in {elapsed:.0f} s")
+    return 0
+
+
+def run_workloads(bench: Bench, s: Sizes, work: Path, ca_pem: Path, only: str) -> None:
+    port = bench.sink.port
+    if "A" in only:
+        print(f"workload A: {s.a:,} recipients, text + HTML, {s.pdf_bytes // 1024} KiB PDF")
+        job = make_workdir(work / "A", s.a, port, ca_pem, s.pdf_bytes)
+        bench.throughput("A", job, s.reps, s.a_naive, s.a_per_message, s.a_wire_default,
+                         s.a_pool)
+    if "B" in only:
+        print(f"workload B: {s.b:,} recipients, text + HTML, no attachment")
+        job = make_workdir(work / "B", s.b, port, ca_pem, None)
+        bench.throughput("B", job, s.reps, s.b_naive, s.b_per_message, s.b_wire_default,
+                         s.b_pool)
+    if "C" in only:
+        for n in s.c_dry:
+            print(f"workload C: {MAILBATCH} --dry-run, {n:,} recipients "
+                  f"(outbox about {n * 7 / 1024:,.0f} MiB of .eml files, removed after)")
+            job = make_workdir(work / f"C-dry-{n}", n, port, ca_pem, None)
+            bench.memory(f"mailbatch --dry-run {n:,}", job, dry_run=True)
+            shutil.rmtree(job.root, ignore_errors=True)
+        big = s.c_big_bytes / 1024 / 1024
+        print(f"workload C: {MAILBATCH} run, {s.c_big:,} recipients sharing one {big:g} MiB PDF")
+        job = make_workdir(work / "C-big", s.c_big, port, ca_pem, s.c_big_bytes)
+        bench.memory(f"mailbatch run {s.c_big:,} x {big:g} MiB", job, dry_run=False,
+                     seconds_per_message=2.0)
+        shutil.rmtree(job.root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

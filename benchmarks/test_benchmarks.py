@@ -1,0 +1,150 @@
+"""Tests for the benchmark's own instruments: run with ``pytest benchmarks/``.
+
+The sink and the peak-RSS wrapper decide whether a result is valid, so they are tested
+against a real TLS socket and a real child process, not mocks.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import Sink, make_certs, run_measured
+from sink import PASSWORD, USER
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def sink(certs: tuple[Path, Path], tmp_path: Path) -> Iterator[Sink]:
+    running = Sink(certs[1], tmp_path / "sink.log")
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+class Raw:
+    """A bare TLS client that sends exactly the bytes a test gives it."""
+
+    def __init__(self, port: int, ca: Path) -> None:
+        ctx = ssl.create_default_context(cafile=str(ca))
+        self.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                    server_hostname="127.0.0.1")
+        self.file = self.sock.makefile("rb")
+        assert self.reply().startswith(b"220")
+
+    def reply(self) -> bytes:
+        """Read one (possibly multi-line) reply; return its last line."""
+        while True:
+            line = self.file.readline()
+            if line[3:4] != b"-":
+                return line
+
+    def send(self, data: bytes, chunk: int = 0) -> None:
+        step = chunk or len(data)
+        for i in range(0, len(data), step):
+            self.sock.sendall(data[i:i + step])
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def _plain() -> bytes:
+    return base64.b64encode(f"\0{USER}\0{PASSWORD}".encode())
+
+
+def test_smtplib_login_plain_and_login_and_send_are_counted(sink: Sink,
+                                                            certs: tuple[Path, Path]) -> None:
+    ctx = ssl.create_default_context(cafile=str(certs[0]))
+    with smtplib.SMTP_SSL("127.0.0.1", sink.port, context=ctx, timeout=10) as smtp:
+        smtp.login(USER, PASSWORD)
+        smtp.sendmail("a@example.com", ["b@example.com"], b"Subject: x\r\n\r\n.dot\r\n..\r\n")
+    with smtplib.SMTP_SSL("127.0.0.1", sink.port, context=ctx, timeout=10) as smtp:
+        smtp.ehlo()
+        smtp.user, smtp.password = USER, PASSWORD
+        assert smtp.auth("LOGIN", smtp.auth_login)[0] == 235
+        smtp.sendmail("a@example.com", ["b@example.com", "c@example.com"], b"\r\n")
+    stats = sink.stats()
+    assert (stats["messages"], stats["recipients"], stats["logins"]) == (2, 3, 2)
+    assert stats["errors"] == 0
+
+
+def test_wrong_password_is_refused_and_mail_needs_login(sink: Sink,
+                                                        certs: tuple[Path, Path]) -> None:
+    ctx = ssl.create_default_context(cafile=str(certs[0]))
+    with smtplib.SMTP_SSL("127.0.0.1", sink.port, context=ctx, timeout=10) as smtp:
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            smtp.login(USER, "wrong")
+        with pytest.raises(smtplib.SMTPSenderRefused):
+            smtp.sendmail("a@example.com", ["b@example.com"], b"x\r\n")
+    assert sink.stats()["messages"] == 0
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 0])
+def test_data_terminator_is_found_however_the_bytes_are_split(
+        sink: Sink, certs: tuple[Path, Path], chunk: int) -> None:
+    raw = Raw(sink.port, certs[0])
+    raw.send(b"EHLO me\r\nAUTH PLAIN " + _plain() + b"\r\n", chunk)
+    assert raw.reply().startswith(b"250")
+    assert raw.reply().startswith(b"235")
+    for body in (b"line\r\n..stuffed\r\n", b"", b"x" * 70_000 + b"\r\n"):
+        raw.send(b"MAIL FROM:<a@example.com>\r\n", chunk)
+        assert raw.reply().startswith(b"250")
+        raw.send(b"RCPT TO:<b@example.com>\r\n", chunk)
+        assert raw.reply().startswith(b"250")
+        raw.send(b"DATA\r\n", chunk)
+        assert raw.reply().startswith(b"354")
+        raw.send(body + b".\r\n", chunk if len(body) < 1000 else 4096)
+        assert raw.reply().startswith(b"250")
+    raw.send(b"NOOP\r\nRSET\r\nQUIT\r\n", chunk)  # pipelined: three replies
+    assert [raw.reply()[:3] for _ in range(3)] == [b"250", b"250", b"221"]
+    raw.close()
+    stats = sink.stats()
+    assert stats["messages"] == 3
+    assert stats["bytes"] == len(b"line\r\n..stuffed\r\n") + len(b"x" * 70_000 + b"\r\n")
+
+
+def test_reset_zeroes_the_counters(sink: Sink, certs: tuple[Path, Path]) -> None:
+    ctx = ssl.create_default_context(cafile=str(certs[0]))
+    with smtplib.SMTP_SSL("127.0.0.1", sink.port, context=ctx, timeout=10) as smtp:
+        smtp.login(USER, PASSWORD)
+        smtp.sendmail("a@example.com", ["b@example.com"], b"x\r\n")
+    assert sink.stats()["messages"] == 1
+    sink.reset()
+    assert sink.stats() == dict.fromkeys(sink.stats(), 0)
+
+
+def test_peak_rss_is_the_childs_own_not_the_harness_memory(tmp_path: Path) -> None:
+    ballast = bytearray(300 * 1024 * 1024)  # the harness holds 300 MiB while it spawns
+    ballast[::4096] = b"\1" * len(ballast[::4096])
+    done = run_measured(["json.tool", "--help"], cwd=tmp_path, env={}, timeout=30,
+                        peak_rss=True)
+    assert done.returncode == 0
+    assert done.peak_rss_kib is not None
+    assert done.peak_rss_kib < 100 * 1024
+    del ballast
+
+
+def test_quick_run_writes_results(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(HERE / "run.py"), "--quick", "--only", "B",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    wire = next(r for r in rows if r["workload"] == "B" and r["contender"] == "wire limit")
+    assert wire["valid_runs"] == wire["runs"] == 1
+    assert (tmp_path / "results.md").read_text().startswith("# mailbatch benchmark")

@@ -1,0 +1,88 @@
+"""Property: under any schedule of faults, each recipient is delivered once, or refused."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mailbatch.errors import EXIT_NOPERM, EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL
+from tests.batchjobs import batch_job, run_batch
+from tests.helpers import PASSWORD_ENV
+from tests.smtpserver import PASSWORD, SmtpTestServer
+
+SLOW = 0.5  # a slow reply: longer than the client's timeout below
+TIMEOUT = 0.25
+RETRY = {"attempts": 6, "backoff": 0.001, "max_backoff": 0.005, "max_time": 30}
+MAX_RUNS = 8  # a run plus resumes; the faults below always let a batch finish in fewer
+
+
+@pytest.fixture(scope="module")
+def server(ca) -> Iterator[SmtpTestServer]:
+    """One server for all examples: reset and given new faults for each."""
+    saved = os.environ.get(PASSWORD_ENV)
+    os.environ[PASSWORD_ENV] = PASSWORD
+    with SmtpTestServer(ca) as server:
+        yield server
+    if saved is None:
+        os.environ.pop(PASSWORD_ENV, None)
+    else:
+        os.environ[PASSWORD_ENV] = saved
+
+
+def every(low: int, high: int) -> st.SearchStrategy[int | None]:
+    return st.none() | st.integers(low, high)
+
+
+schedules = st.fixed_dictionaries({
+    "drop_after_every": every(1, 4),
+    "tempfail_every": every(2, 4),
+    "close_after_per_connection": every(1, 3),
+    "slow_data_reply": st.none() | st.tuples(st.integers(2, 6), st.just(SLOW)),
+    "slow_mail_reply": st.none() | st.tuples(st.integers(2, 6), st.just(SLOW)),
+    "fail_login_after": every(1, 3),
+})
+
+
+@settings(max_examples=25, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(rejected=st.lists(st.booleans(), min_size=1, max_size=6), faults=schedules,
+       per_connection=st.integers(0, 3))
+def test_any_fault_schedule_delivers_each_recipient_exactly_once_or_refuses_it(
+        server, ca_file, rejected, faults, per_connection):
+    listed = [f"{'bad' if bad else 'user'}{i}@example.org" for i, bad in enumerate(rejected)]
+    good = [a for a in listed if a.startswith("user")]
+    server.reset()
+    server.set_faults(reject_pattern="^bad", **faults)
+    with tempfile.TemporaryDirectory() as tmp:
+        job = batch_job(Path(tmp), server, ca_file, listed, timeout=TIMEOUT, retry=RETRY,
+                        max_messages_per_connection=per_connection)
+        codes = []
+        for _ in range(MAX_RUNS):
+            result = run_batch(job)
+            codes.append(result.code)
+            assert result.code in (EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL, EXIT_NOPERM), \
+                result.error
+            received = server.received_count_by_rcpt()
+            if result.report is not None:  # a run refused at its first login writes none
+                # never a `sent` row the server does not have; `uncertain` ones it has too
+                sent = [a for a, s in result.statuses.items() if s in ("sent", "uncertain")]
+                assert all(received[a] == 1 for a in sent), (result.statuses, received)
+            if result.code == EXIT_NOPERM:
+                server.set_faults(fail_login_after=None)  # the password was fixed
+            if result.code in (EXIT_OK, EXIT_PARTIAL):
+                break
+
+    assert codes[-1] in (EXIT_OK, EXIT_PARTIAL), codes
+    assert server.received_count_by_rcpt() == Counter(good)  # each once, no rejected one
+    final = result.statuses
+    assert set(final) == set(listed)
+    assert {a for a, s in final.items() if s == "refused"} == set(listed) - set(good)
+    assert set(final.values()) <= {"sent", "refused", "uncertain"}
+    assert (codes[-1] == EXIT_OK) == (set(final.values()) == {"sent"})
