@@ -18,17 +18,14 @@ from mailbatch import __version__
 from mailbatch.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
-    EXIT_PARTIAL,
-    EXIT_TEMPFAIL,
     MailbatchError,
     UsageError,
 )
 
 if TYPE_CHECKING:
-    from mailbatch.report import Report
     from mailbatch.scheduler import Service
 
-__all__ = ["exit_code_for", "main"]
+__all__ = ["main"]
 
 log = logging.getLogger("mailbatch")
 
@@ -123,6 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mailbatch.job import load_job
     from mailbatch.notify import send_summary
     from mailbatch.progress import choose as choose_progress
+    from mailbatch.report import exit_code_for
     from mailbatch.runner import RunOptions, run
 
     _check_test_send_options(args)
@@ -150,16 +148,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(report.summary(), file=sys.stderr)
     send_summary(job, report)
     return code
-
-
-def exit_code_for(report: Report) -> int:
-    """0 all sent; 75 some still to send (re-run resumes); 1 some refused, failed, uncertain."""
-    counts = report.counts
-    if counts.get("pending") or counts.get("deferred"):
-        return EXIT_TEMPFAIL
-    if counts.get("refused") or counts.get("failed") or counts.get("uncertain"):
-        return EXIT_PARTIAL
-    return EXIT_OK
 
 
 class stop_on_signals:
@@ -397,11 +385,13 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from mailbatch.errors import EXIT_CONFIG
     from mailbatch.scheduler import Service
 
-    # Each run's one-line outcome and each reload are INFO: shown unless -q.
+    # Each run's one-line outcome and each reload are INFO: shown unless -q. With --list, the
+    # list itself says which job files are invalid.
     loggers = [logging.getLogger(n) for n in ("mailbatch.scheduler", "mailbatch.notify")]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR if args.quiet else min(logging.INFO, lg.getEffectiveLevel()))
+        lg.setLevel(logging.CRITICAL if args.list else logging.ERROR if args.quiet else
+                    min(logging.INFO, lg.getEffectiveLevel()))
     try:
         service = Service(args.targets, status_file=None if args.list else args.status_file)
         service.load()

@@ -70,7 +70,8 @@ def describe(smtp: SmtpSettings) -> tuple[str, str | None]:
     if source.kind == "env":
         name = str(source.value)
         if not _ENV_NAME.fullmatch(name):
-            return f"{what} from an environment variable", "smtp.password_env is not a name"
+            return (f"{what} from an environment variable",
+                    "smtp.password_env must be the NAME of a variable, not the password")
         problem = None if os.environ.get(name) else f"environment variable {name} is not set"
         return f"{what} from environment variable {name}", problem
     if source.kind == "file":
@@ -80,12 +81,16 @@ def describe(smtp: SmtpSettings) -> tuple[str, str | None]:
         except OSError as err:
             return f"{what} from file {path}", f"{path}: {err.strerror}"
         unsafe = mode & (stat.S_IRWXG | stat.S_IRWXO)
-        return f"{what} from file {path}", f"run: chmod 600 {path}" if unsafe else None
+        problem = (f"{path} is readable by group or others; run: chmod 600 {path}"
+                   if unsafe else None)
+        return f"{what} from file {path}", problem
     if source.kind == "command":
         argv = shlex.split(source.value) if isinstance(source.value, str) else source.value
         return f"{what} from command {argv[0] if argv else ''!r}", None
-    return f"{what} asked on the terminal", None if sys.stdin and sys.stdin.isatty() else \
-        "no terminal to ask on; set smtp.password_env, password_file or password_command"
+    if sys.stdin and sys.stdin.isatty():
+        return f"{what} asked on the terminal", None
+    return (f"{what} asked on the terminal", "no terminal to ask on (cron, a pipe): set "
+            "smtp.password_env, password_file or password_command")
 
 
 def _from_file(path: Path) -> str:

@@ -87,7 +87,10 @@ class Renderer:
         self.glob_env = jinja2.Environment(autoescape=False, finalize=_glob_literal, **common)
         self.context = run_context(job, self.now)
         self.context["data"] = load_data(job)
-        self.batch = self.string("batch", job.batch, self.context)
+        self.batch = self.string("batch", job.batch, self.context).strip()
+        if not self.batch:  # the journal tells batches apart by this name
+            raise JobError("renders to nothing; a batch needs a name such as '{{ today }}' "
+                           "or '{{ iso_week }}'", path=str(job.path), field="batch")
         self.context["batch"] = self.batch
         self._salt = message_id_salt
         env = self.text_env

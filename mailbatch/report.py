@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from mailbatch.errors import StateError
+from mailbatch.errors import EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL, StateError
 from mailbatch.journal import Entry
 
-__all__ = ["CSV_COLUMNS", "Report", "write_report"]
+__all__ = ["CSV_COLUMNS", "Report", "atomic_file", "exit_code_for", "write_report"]
 
 CSV_COLUMNS = ("index", "address", "status", "code", "message", "message_id", "attachments",
                "attempts", "time")
@@ -64,6 +64,18 @@ class Report:
         return data
 
 
+def exit_code_for(report: Report) -> int:
+    """0 all sent; 75 some still to send (a re-run resumes); 1 some refused, failed, uncertain.
+
+    One mapping for ``mailbatch run`` and the scheduler, so cron and the status file agree."""
+    counts = report.counts
+    if counts.get("pending") or counts.get("deferred"):
+        return EXIT_TEMPFAIL
+    if counts.get("refused") or counts.get("failed") or counts.get("uncertain"):
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
 def write_report(report: Report, entries: Callable[[], Iterable[Entry]]) -> None:
     """Write ``report.json_path`` and ``report.csv_path`` atomically.
 
@@ -71,10 +83,10 @@ def write_report(report: Report, entries: Callable[[], Iterable[Entry]]) -> None
     100,000-recipient batch never sits in memory.
     """
     if report.json_path:
-        with _atomic(report.json_path) as file:
+        with atomic_file(report.json_path) as file:
             _write_json(file, report, entries())
     if report.csv_path:
-        with _atomic(report.csv_path, newline="") as file:
+        with atomic_file(report.csv_path, newline="") as file:
             writer = csv.writer(file)
             writer.writerow(CSV_COLUMNS)
             for entry in entries():
@@ -103,14 +115,15 @@ def _row(entry: Entry) -> list[Any]:
 
 
 @contextmanager
-def _atomic(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
-    """A temporary file beside ``path``, fsynced and renamed over it only if all went well."""
+def atomic_file(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
+    """A temporary file beside ``path``, fsynced and renamed over it only if all went well,
+    so a reader (a person, a monitor) never sees half a file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
-        raise StateError(f"{path}: cannot write the report: {err.strerror}; check the report "
-                         "folder is writable") from None
+        raise StateError(f"{path}: cannot write: {err.strerror}; check the folder is "
+                         "writable") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as file:
             yield file

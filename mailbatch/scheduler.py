@@ -15,11 +15,9 @@ import json
 import logging
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ import schedule
 from mailbatch.errors import AlreadyRunningError, InterruptedRun, MailbatchError, StateError
 from mailbatch.job import Job
 from mailbatch.notify import send_summary
-from mailbatch.report import Report
+from mailbatch.report import Report, atomic_file, exit_code_for
 from mailbatch.runner import RunOptions, run
 from mailbatch.timetable import Clock, TimetableScheduler
 from mailbatch.watch import Change, JobFile, JobFiles
@@ -224,7 +222,7 @@ class Service:
         error: BaseException | None = None
         try:
             report = self.runner(job, RunOptions(stop=self.stop))
-            code = _exit_code(report)
+            code = exit_code_for(report)
             result, summary = RESULTS.get(code, "failed"), report.summary()
         except AlreadyRunningError as err:  # e.g. a cron run of the same job
             error, code, result, summary = err, err.exit_code, "skipped", str(err)
@@ -294,7 +292,8 @@ class Service:
             return
         self._last_status = now
         try:
-            _write_atomic(self.status_file, json.dumps(self.status(), indent=2) + "\n")
+            with atomic_file(self.status_file) as file:
+                file.write(json.dumps(self.status(), indent=2) + "\n")
         except OSError as err:
             message = f"{self.status_file}: cannot write the status file: {err.strerror or err}"
             if fatal:
@@ -302,26 +301,6 @@ class Service:
             log.error("%s", message)
 
 
-def _exit_code(report: Report) -> int:
-    from mailbatch.cli import exit_code_for  # the same mapping as mailbatch run
-
-    return exit_code_for(report)
-
-
 def _stamp(moment: dt.datetime | None) -> str | None:
     """A naive local time (as ``schedule`` keeps them) as ISO 8601 with its UTC offset."""
     return moment.astimezone().isoformat(timespec="seconds") if moment else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -55,7 +55,9 @@ class Timetable:
             job = getattr(job, day) if day else getattr(job, self.unit)
             if self.at:
                 job = job.at(self.at)
-            if self.zone and isinstance(job, TimetableJob):
+            if self.zone:
+                if not isinstance(job, TimetableJob):
+                    raise TypeError("a timetable with a time zone needs a TimetableScheduler")
                 job.zone = ZoneInfo(self.zone)
             if tag:
                 job.tag(tag)

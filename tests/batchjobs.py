@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mailbatch.cli import exit_code_for
 from mailbatch.errors import MailbatchError
 from mailbatch.job import load_job
+from mailbatch.report import exit_code_for
 from mailbatch.runner import RunOptions, run
 from tests.helpers import smtp_block, write_job
 from tests.smtpserver import SmtpTestServer

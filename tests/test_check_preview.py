@@ -225,3 +225,19 @@ def test_preview_shows_exactly_the_message_a_run_sends(job_path, smtp_server, pa
         [a.filename for a in shown.attachments]
     assert sorted(sent.rcpt_tos) == sorted(shown.envelope)
     assert PASSWORD not in str(shown)
+
+
+def test_check_warns_about_a_password_file_others_can_read_without_reading_it(
+        smtp_server, ca_file, tmp_path, capsys):
+    job = write_job(tmp_path, JOB + smtp_block(smtp_server, ca_file, password_env=None,
+                                               password_file="pw.txt"), FILES)
+    (tmp_path / "pw.txt").write_text(PASSWORD)
+    (tmp_path / "pw.txt").chmod(0o644)
+
+    assert main(["check", str(job)]) == 0
+
+    out, err = capsys.readouterr()
+    assert f"password from file {tmp_path / 'pw.txt'}" in out
+    assert f"mailbatch: warning: password: {tmp_path / 'pw.txt'} is readable by group or " \
+           f"others; run: chmod 600 {tmp_path / 'pw.txt'}" in err
+    assert PASSWORD not in out + err

@@ -227,3 +227,14 @@ def test_a_job_file_can_be_written_without_the_helpers(tmp_path):
     assert loaded.smtp.port == 465
     assert loaded.smtp.security == "tls"
     assert loaded.recipients.path == tmp_path / "people.csv"
+
+
+@pytest.mark.parametrize("batch", ["''", "'{{ \"\" }}'", "'  '"])
+def test_a_batch_name_that_renders_empty_is_refused(tmp_path, capsys, batch):
+    job = offline_job(tmp_path, VALID + f"    batch: {batch}\n")
+
+    code, err = run_cli(capsys, "--dry-run", str(job))
+
+    assert code == EXIT_CONFIG
+    assert err.strip() == (f"mailbatch: error: {job}: batch: renders to nothing; a batch needs "
+                           "a name such as '{{ today }}' or '{{ iso_week }}'")

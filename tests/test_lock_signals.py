@@ -53,8 +53,8 @@ def test_lock_is_exclusive_and_reusable_in_one_process(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_mid_batch_finishes_the_message_in_flight_writes_the_report_and_exits_130(
         signum, smtp_server_factory, ca_file, tmp_path, password_env):
-    # The 3rd reply comes after 1 s: the signal lands while that message is in flight.
-    server = smtp_server_factory(slow_data_reply=(3, 1.0))
+    # The 3rd reply comes after 2 s: the signal lands while that message is in flight.
+    server = smtp_server_factory(slow_data_reply=(3, 2.0))
     job = batch_job(tmp_path / "job", server, ca_file, N, timeout=20, extra="batch: fixed\n")
     process = spawn(job)
     server.wait_for(3, timeout=20)

@@ -12,13 +12,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mailbatch.errors import EXIT_NOPERM, EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL
+from mailbatch.errors import (
+    EXIT_NOPERM,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_TEMPFAIL,
+    EXIT_UNAVAILABLE,
+)
 from tests.batchjobs import batch_job, run_batch
 from tests.helpers import PASSWORD_ENV
 from tests.smtpserver import PASSWORD, SmtpTestServer
 
-SLOW = 0.5  # a slow reply: longer than the client's timeout below
-TIMEOUT = 0.25
+SLOW = 0.8  # a slow reply: longer than the client's timeout below
+TIMEOUT = 0.4
 RETRY = {"attempts": 6, "backoff": 0.001, "max_backoff": 0.005, "max_time": 30}
 MAX_RUNS = 8  # a run plus resumes; the faults below always let a batch finish in fewer
 
@@ -67,8 +73,9 @@ def test_any_fault_schedule_delivers_each_recipient_exactly_once_or_refuses_it(
         for _ in range(MAX_RUNS):
             result = run_batch(job)
             codes.append(result.code)
-            assert result.code in (EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL, EXIT_NOPERM), \
-                result.error
+            # 69: the very first connection timed out on a busy machine; nothing was sent
+            assert result.code in (EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL, EXIT_NOPERM,
+                                   EXIT_UNAVAILABLE), result.error
             received = server.received_count_by_rcpt()
             if result.report is not None:  # a run refused at its first login writes none
                 # never a `sent` row the server does not have; `uncertain` ones it has too

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -251,3 +254,31 @@ def test_same_job_reached_through_a_symlinked_folder_keeps_its_batch(
     assert again.code == EXIT_OK
     assert again.report["resumed"] is True
     assert len(smtp_server.messages) == 2
+
+
+@contextmanager
+def records(name: str) -> Iterator[list[logging.LogRecord]]:
+    """The log records of one logger, whatever the CLI did to propagation in other tests."""
+    caught: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = caught.append  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        yield caught
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_new_batch_while_an_older_one_is_unfinished_warns_that_it_was_not_resumed(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory(fail_login_after=1)
+    job = batch_job(tmp_path, server, ca_file, 3, max_messages_per_connection=1)
+    assert run_batch(job).code == EXIT_NOPERM  # 2026-03-02: one sent, two pending
+    server.set_faults(fail_login_after=None)
+
+    with records("mailbatch.runner") as caught:
+        run_batch(job, now=NOW + dt.timedelta(days=1))
+
+    warnings = [r.getMessage() for r in caught if r.levelno == logging.WARNING]
+    assert any(f"while batch {BATCH} is unfinished" in w for w in warnings), warnings
