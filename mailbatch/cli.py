@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +19,7 @@ from mailbatch.errors import (
     MailbatchError,
     UsageError,
 )
+from mailbatch.signals import reload_on_sighup, stop_on_signals
 
 if TYPE_CHECKING:
     from mailbatch.scheduler import Service
@@ -148,32 +147,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(report.summary(), file=sys.stderr)
     send_summary(job, report)
     return code
-
-
-class stop_on_signals:
-    """SIGINT and SIGTERM set ``stop`` so the message in flight finishes and the journal and
-    report are written; a second signal aborts at once."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self.previous: dict[int, object] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
-        self.stop.set()  # before logging: a second signal arriving meanwhile must abort
-        log.warning("received %s: finishing the message in flight, then stopping",
-                    signal.Signals(signum).name)
-
-    def __enter__(self) -> stop_on_signals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self.previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
 def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> Callable[[], None]:
@@ -399,7 +372,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
             print("\n".join(schedule_lines(service)), flush=True)
         if args.list:
             return EXIT_CONFIG if any(e.error for e in service.entries.values()) else EXIT_OK
-        with stop_on_signals(service.stop), _reload_on_sighup(service.request_reload):
+        with stop_on_signals(service.stop), reload_on_sighup(service.request_reload):
             service.serve()
         return EXIT_OK
     finally:
@@ -423,20 +396,3 @@ def schedule_lines(service: Service) -> list[str]:
         if e.error:
             lines.append(f"{'':<{width}}  INVALID: {e.error}")
     return lines
-
-
-class _reload_on_sighup:
-    """SIGHUP re-reads the job files at once instead of at the next poll."""
-
-    def __init__(self, reload: Callable[[], None]) -> None:
-        self.reload = reload
-        self.previous: object = None
-
-    def __enter__(self) -> _reload_on_sighup:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGHUP, lambda signum, frame: self.reload())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGHUP, self.previous)  # type: ignore[arg-type]

@@ -6,7 +6,6 @@ password sources, paths (resolved against the job file's folder), rate and retry
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mailbatch.errors import JobError
-from mailbatch.yamlfile import LineDict, line_of, load_yaml
+from mailbatch.fields import Section, kind_of
+from mailbatch.yamlfile import line_of, load_yaml
 
 __all__ = [
     "LINE_BREAKS",
@@ -155,100 +155,11 @@ class Job:
         return self.sender_address.rpartition("@")[2] or "localhost"
 
 
-class _Section:
-    """Reads typed fields out of one mapping and reports every problem as ``file:line: key``."""
-
-    def __init__(self, mapping: Any, path: Path, keypath: str = "") -> None:
-        self.path = path
-        self.keypath = keypath
-        if mapping is None:
-            mapping = LineDict()
-        if not isinstance(mapping, Mapping):
-            raise self.error(f"must be a mapping of keys, not {_kind(mapping)}")
-        self.mapping = mapping
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.keypath}.{name}" if self.keypath else name
-
-    def error(self, message: str, name: str | None = None) -> JobError:
-        line = line_of(self.mapping, name) if hasattr(self, "mapping") else None
-        return JobError(message, path=str(self.path), line=line,
-                        field=self.key(name) if name else (self.keypath or None))
-
-    def get(self, name: str, types: type | tuple[type, ...], default: Any = None,
-            required: bool = False) -> Any:
-        self.seen.add(name)
-        if name not in self.mapping or self.mapping[name] is None:
-            if required:
-                typo = self.typo_of(name)
-                if typo:  # "subjet:" must be reported as a typo, not as a missing "subject:"
-                    raise self.error(f"unknown key; did you mean {name!r}?", typo)
-                raise self.error("is required but missing", name)
-            return default
-        value = self.mapping[name]
-        if isinstance(value, bool) and bool not in _as_tuple(types):
-            raise self.error(f"must be {_names(types)}, not a boolean", name)
-        if not isinstance(value, types):
-            raise self.error(f"must be {_names(types)}, not {_kind(value)}", name)
-        return value
-
-    def text(self, name: str, default: str | None = None, required: bool = False) -> Any:
-        value = self.get(name, (str, int, float), default, required)
-        return str(value) if value is not None else None
-
-    def path_(self, name: str, base: Path) -> Path | None:
-        value = self.text(name)
-        return (base / value) if value else None
-
-    def sub(self, name: str) -> _Section:
-        self.seen.add(name)
-        value = self.mapping.get(name)
-        return _Section(value, self.path, self.key(name))
-
-    def typo_of(self, name: str) -> str | None:
-        """An unread key of this mapping that looks like a misspelling of ``name``."""
-        unread = [k for k in self.mapping if k not in self.seen and isinstance(k, str)]
-        close = difflib.get_close_matches(name, unread, n=1, cutoff=0.75)
-        return close[0] if close else None
-
-    def done(self) -> None:
-        unknown = [k for k in self.mapping if k not in self.seen]
-        if unknown:
-            known = ", ".join(sorted(self.seen))
-            raise self.error(f"unknown key; check the spelling (known keys here: {known})",
-                             unknown[0])
-
-
-def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
-    return types if isinstance(types, tuple) else (types,)
-
-
-def _names(types: type | tuple[type, ...]) -> str:
-    words = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
-             list: "a list", dict: "a mapping", Mapping: "a mapping"}
-    return " or ".join(dict.fromkeys(words.get(t, t.__name__) for t in _as_tuple(types)))
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    return f"a {type(value).__name__}"
-
-
 def load_job(path: str | Path) -> Job:
     """Load, validate and freeze a job file; raise JobError naming the file, line and key."""
     path = Path(path).absolute()
     raw = load_yaml(path)
-    top = _Section(raw, path)
+    top = Section(raw, path)
     base = path.parent
     smtp = _smtp(top.sub("smtp"), base)
     sender = top.text("from", required=True)
@@ -291,7 +202,7 @@ def load_job(path: str | Path) -> Job:
     return job
 
 
-def _smtp(sec: _Section, base: Path) -> SmtpSettings:
+def _smtp(sec: Section, base: Path) -> SmtpSettings:
     if "password" in sec.mapping:
         raise sec.error("a password must not be written in the job file; use password_env "
                         "(an environment variable), password_file or password_command", "password")
@@ -349,7 +260,7 @@ def _smtp(sec: _Section, base: Path) -> SmtpSettings:
     return settings
 
 
-def _rate(sec: _Section) -> Rate | None:
+def _rate(sec: Section) -> Rate | None:
     value = sec.text("rate")
     if value is None:
         return None
@@ -360,7 +271,7 @@ def _rate(sec: _Section) -> Rate | None:
     return Rate(int(match.group(1)), _RATE_SECONDS[match.group(2)])
 
 
-def _retry(sec: _Section) -> RetryPolicy:
+def _retry(sec: Section) -> RetryPolicy:
     default = RetryPolicy()
     policy = RetryPolicy(
         attempts=sec.get("attempts", int, default.attempts),
@@ -374,7 +285,7 @@ def _retry(sec: _Section) -> RetryPolicy:
     return policy
 
 
-def _template(top: _Section, kind: str, base: Path) -> TemplateSource | None:
+def _template(top: Section, kind: str, base: Path) -> TemplateSource | None:
     inline = top.text(kind)
     file = top.text(f"{kind}_template")
     if inline is not None and file is not None:
@@ -390,7 +301,7 @@ def _template(top: _Section, kind: str, base: Path) -> TemplateSource | None:
     return None
 
 
-def _recipients(top: _Section, base: Path) -> RecipientSource:
+def _recipients(top: Section, base: Path) -> RecipientSource:
     value = top.get("recipients", (str, list, Mapping), required=True)
     if isinstance(value, list):
         if not value:
@@ -398,7 +309,7 @@ def _recipients(top: _Section, base: Path) -> RecipientSource:
                             "recipients")
         for i, item in enumerate(value):
             if not isinstance(item, Mapping):
-                raise JobError(f"must be a mapping with an email key, not {_kind(item)}",
+                raise JobError(f"must be a mapping with an email key, not {kind_of(item)}",
                                path=str(top.path), line=line_of(value, i),
                                field=f"recipients[{i}]")
         return RecipientSource(inline=tuple(value), path=None, line=line_of(value))
@@ -415,13 +326,13 @@ def _recipients(top: _Section, base: Path) -> RecipientSource:
     return source
 
 
-def _addresses(top: _Section, name: str) -> tuple[str, ...]:
+def _addresses(top: Section, name: str) -> tuple[str, ...]:
     value = top.get(name, (str, list), [])
     items = [value] if isinstance(value, str) else value
     return tuple(str(item) for item in items)
 
 
-def _headers(top: _Section) -> tuple[tuple[str, str], ...]:
+def _headers(top: Section) -> tuple[tuple[str, str], ...]:
     sec = top.sub("headers")
     reserved = {"from", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version",
                 "content-type", "content-transfer-encoding", "reply-to"}
@@ -434,7 +345,7 @@ def _headers(top: _Section) -> tuple[tuple[str, str], ...]:
     return tuple(result)
 
 
-def _attachments(top: _Section) -> tuple[AttachmentSpec, ...]:
+def _attachments(top: Section) -> tuple[AttachmentSpec, ...]:
     value = top.get("attachments", list, [])
     specs = []
     for i, item in enumerate(value):
@@ -442,7 +353,7 @@ def _attachments(top: _Section) -> tuple[AttachmentSpec, ...]:
         if isinstance(item, str):
             specs.append(AttachmentSpec(pattern=item, line=line))
             continue
-        sec = _Section(item, top.path, f"attachments[{i}]")
+        sec = Section(item, top.path, f"attachments[{i}]")
         specs.append(AttachmentSpec(
             pattern=sec.text("pattern", required=True),
             optional=sec.get("optional", bool, False),
@@ -456,7 +367,7 @@ def _attachments(top: _Section) -> tuple[AttachmentSpec, ...]:
     return tuple(specs)
 
 
-def _data(top: _Section, base: Path) -> tuple[tuple[str, Path], ...]:
+def _data(top: Section, base: Path) -> tuple[tuple[str, Path], ...]:
     sec = top.sub("data")
     result = []
     for name in list(sec.mapping):
@@ -469,7 +380,7 @@ def _data(top: _Section, base: Path) -> tuple[tuple[str, Path], ...]:
     return tuple(result)
 
 
-def _schedule(top: _Section) -> str | None:
+def _schedule(top: Section) -> str | None:
     value = top.text("schedule")
     if value is not None:
         from mailbatch.timetable import parse_timetable
@@ -481,7 +392,7 @@ def _schedule(top: _Section) -> str | None:
     return value
 
 
-def _notify(top: _Section) -> Notify | None:
+def _notify(top: Section) -> Notify | None:
     value = top.get("notify", (str, Mapping))
     if value is None:
         return None

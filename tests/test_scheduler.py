@@ -20,6 +20,7 @@ from mailbatch.job import Job
 from mailbatch.lock import job_lock
 from mailbatch.runner import RunOptions, run
 from mailbatch.scheduler import Service
+from mailbatch.signals import reload_on_sighup
 from tests.clock import FakeClock
 from tests.helpers import smtp_block
 
@@ -319,7 +320,7 @@ def test_stop_lets_the_message_in_flight_finish_commits_and_starts_no_new_runs(
     serving = threading.Thread(target=service.serve)
     serving.start()
     server.wait_for(1, timeout=10)  # the first message is stored; its reply is on its way
-    service.stop.set()  # what SIGTERM does (cli.stop_on_signals)
+    service.stop.set()  # what SIGTERM does (signals.stop_on_signals)
     serving.join(timeout=10)
     assert not serving.is_alive()
     clock.advance(minutes=10)
@@ -397,7 +398,7 @@ def test_list_shows_an_invalid_job_file_and_exits_with_the_config_code(
 def test_sighup_asks_the_service_to_reload_at_once():
     asked = threading.Event()
     before = signal.getsignal(signal.SIGHUP)
-    with cli._reload_on_sighup(asked.set):
+    with reload_on_sighup(asked.set):
         os.kill(os.getpid(), signal.SIGHUP)
         assert asked.wait(5)
     assert signal.getsignal(signal.SIGHUP) == before
