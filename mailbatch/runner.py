@@ -35,6 +35,7 @@ __all__ = ["RunOptions", "as_test_send", "prepare", "run"]
 log = logging.getLogger(__name__)
 
 MAX_FAILURES_SHOWN = 50
+SETTLED = frozenset({"sent", "refused", "failed", "uncertain"})  # nothing left to render
 Progress = Callable[[int, int, str, Outcome], None]
 
 
@@ -53,9 +54,12 @@ class RunOptions:
 
 
 def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
-            limit: int | None = None) -> int:
-    """Render every message once and register every recipient (or the first ``limit``, for a
-    test send); send nothing. Returns how many were registered.
+            limit: int | None = None, resend_uncertain: bool = False) -> int:
+    """Render every message still to send and register every recipient (or the first
+    ``limit``, for a test send); send nothing. Returns how many were registered.
+
+    Recipients this batch already settled (sent, refused, failed, uncertain) are not rendered
+    again: a resume must not be blocked by, say, an attachment deleted after it was sent.
 
     Raises RenderError listing every failure. Messages are rendered and dropped one at a time,
     so this costs the same memory for ten recipients or a hundred thousand.
@@ -72,6 +76,9 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
             if earlier:
                 failures.append(f"{recipient.where}: {recipient.address} is listed twice (first "
                                 f"at {earlier}); remove one of them")
+                continue
+            status = journal.status(batch, recipient.key)
+            if status in SETTLED and not (resend_uncertain and status == "uncertain"):
                 continue
             try:
                 rendered = renderer.render(recipient)
@@ -121,7 +128,8 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
             renderer = Renderer(job, now, message_id_salt=batch)
         if not resumed and not (options.dry_run or test):
             _warn_unfinished(job, journal, batch)
-        total = prepare(job, renderer, journal, batch, options.test_limit if test else None)
+        total = prepare(job, renderer, journal, batch, options.test_limit if test else None,
+                        options.resend_uncertain)
         if options.resend_uncertain:
             journal.reset_uncertain(batch)
         journal.retire_unlisted(batch)
@@ -166,6 +174,10 @@ def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender
             data = compose(rendered, cache)
         except (RenderFailure, AttachmentProblem) as err:  # a file changed since prepare()
             journal.mark(batch, key, "failed", None, str(err))
+            continue
+        except ValueError as err:  # a message the email standards cannot express: a bug
+            log.error("%s: could not compose the message", recipient.address, exc_info=True)
+            journal.mark(batch, key, "failed", None, f"could not compose the message: {err}")
             continue
         name = f"{recipient.index + 1:06d}-{recipient.address}"
         outcome = sender.deliver(key, job.sender_address, rendered.envelope_recipients, data,

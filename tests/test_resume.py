@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from mailbatch.errors import EXIT_NOPERM, EXIT_OK, EXIT_TEMPFAIL, StateError
+from mailbatch.errors import EXIT_DATA, EXIT_NOPERM, EXIT_OK, EXIT_TEMPFAIL, StateError
 from mailbatch.job import load_job
 from mailbatch.journal import Journal
 from mailbatch.render import Renderer
@@ -282,3 +282,46 @@ def test_new_batch_while_an_older_one_is_unfinished_warns_that_it_was_not_resume
 
     warnings = [r.getMessage() for r in caught if r.levelno == logging.WARNING]
     assert any(f"while batch {BATCH} is unfinished" in w for w in warnings), warnings
+
+
+def test_resume_is_not_blocked_by_an_attachment_removed_after_its_message_was_sent(
+        smtp_server, ca_file, tmp_path, password_env):
+    listed = addresses(3)
+    extra = 'attachments:\n  - "files/{{ recipient_address }}.txt"\n'
+    job = batch_job(tmp_path, smtp_server, ca_file, listed, extra=extra)
+    for address in listed:
+        (tmp_path / "files").mkdir(exist_ok=True)
+        (tmp_path / "files" / f"{address}.txt").write_text(f"for {address}\n")
+    smtp_server.set_faults(reject_pattern=r"^user3@")  # user3 is refused: settled, not resent
+    assert run_batch(job).counts == Counter({"sent": 2, "refused": 1})
+    for address in listed:  # the files of a settled batch may be cleaned up
+        (tmp_path / "files" / f"{address}.txt").unlink()
+    smtp_server.reset()
+
+    again = run_batch(job)
+
+    assert again.error is None
+    assert again.counts == Counter({"sent": 2, "refused": 1})
+    assert smtp_server.messages == []
+
+
+def test_resume_still_refuses_to_send_when_a_message_still_to_send_cannot_be_rendered(
+        smtp_server, ca_file, tmp_path, password_env):
+    listed = addresses(3)
+    extra = 'attachments:\n  - "files/{{ recipient_address }}.txt"\n'
+    job = batch_job(tmp_path, smtp_server, ca_file, listed, extra=extra)
+    (tmp_path / "files").mkdir()
+    for address in listed:
+        (tmp_path / "files" / f"{address}.txt").write_text(f"for {address}\n")
+    smtp_server.set_faults(tempfail_every=1)
+    first = run_batch(job)
+    assert first.code == EXIT_TEMPFAIL  # everyone deferred: 451 to every message
+    smtp_server.set_faults(tempfail_every=None)
+    (tmp_path / "files" / f"{listed[1]}.txt").unlink()
+    smtp_server.reset()
+
+    again = run_batch(job)
+
+    assert again.code == EXIT_DATA
+    assert listed[1] in (again.error or "")
+    assert smtp_server.messages == []
