@@ -42,7 +42,6 @@ class Outcome:
 
     sent: int
     seconds: float
-    note: str = ""
 
 
 class Renderer:

@@ -143,6 +143,10 @@ def run_measured(args: list[str], *, cwd: Path, env: dict[str, str], timeout: fl
             timer.start()
             try:
                 _, status, usage = os.wait4(proc.pid, 0)
+            except BaseException:  # interrupted harness: take the child down with it
+                kill()
+                proc.wait()
+                raise
             finally:
                 timer.cancel()
             seconds = time.perf_counter() - start

@@ -28,6 +28,7 @@ class Run:
     client_cpu: float = 0.0  # CPU seconds of the client (harness or child process)
     sink_cpu: float = 0.0  # CPU seconds of the sink during the run
     peak_rss_kib: int | None = None
+    kib_per_message: float | None = None  # as the sink (or the outbox) saw them
     error: str = ""
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -48,6 +49,7 @@ class Row:
     client_cpu_pct: float | None = None
     sink_cpu_pct: float | None = None
     peak_rss_mib: float | None = None
+    kib_per_message: float | None = None
     note: str = ""
 
 
@@ -74,6 +76,8 @@ class Results:
             row.sink_cpu_pct = 100 * statistics.median(r.sink_cpu / r.seconds for r in valid)
             rss = [r.peak_rss_kib for r in valid if r.peak_rss_kib is not None]
             row.peak_rss_mib = max(rss) / 1024 if rss else None
+            sizes = [r.kib_per_message for r in valid if r.kib_per_message is not None]
+            row.kib_per_message = statistics.median(sizes) if sizes else None
         self.rows.append(row)
         return row
 
@@ -93,14 +97,15 @@ class Results:
     def table(self) -> str:
         """A Markdown table; it also reads well in a terminal."""
         head = ["workload", "contender", "msgs/run", "valid runs", "median s", "msg/s",
-                "x naive", "x wire", "client CPU", "sink CPU", "peak RSS MiB", "note"]
+                "x naive", "x wire", "client CPU", "sink CPU", "peak RSS MiB", "KiB/msg", "note"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
             cells = [
                 r.workload, r.contender, f"{r.count:,}", f"{r.valid_runs}/{r.runs}",
                 _num(r.median_s, "{:.2f}"), _num(r.rate, "{:,.0f}"), _num(r.vs_naive, "{:.2f}"),
                 _num(r.vs_wire, "{:.2f}"), _num(r.client_cpu_pct, "{:.0f}%"),
-                _num(r.sink_cpu_pct, "{:.0f}%"), _num(r.peak_rss_mib, "{:.1f}"), r.note,
+                _num(r.sink_cpu_pct, "{:.0f}%"), _num(r.peak_rss_mib, "{:.1f}"),
+                _num(r.kib_per_message, "{:.1f}"), r.note,
             ]
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)

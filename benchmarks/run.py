@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 
 from harness import Sink, machine, make_certs
 from phases import MAILBATCH, QUICK, Bench, Sizes
-from results import Results
+from results import WIRE, Results
 from workload import make_workdir
 
 HERE = Path(__file__).resolve().parent
@@ -53,9 +54,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="workloads to run, e.g. AB (default ABC)")
     parser.add_argument("--reps", type=int, help="rounds per throughput workload (default 3)")
     parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiply every recipient count, e.g. 0.1 for a faster look")
+                        help="multiply the recipient counts of A, B and C (subsets stay as "
+                             "they are, capped at the new count), e.g. 0.1 for a faster look")
+    parser.add_argument("--repeat-under", type=float, default=90.0,
+                        help="repeat a contender only if its first run took fewer seconds "
+                             "(default 90)")
     parser.add_argument("--mailbatch-path", type=Path, default=REPO,
-                        help="folder put first on PYTHONPATH to find the mailbatch package")
+                        help="folder put first on PYTHONPATH to import mailbatch from "
+                             "(default: this checkout; an installed mailbatch comes after it)")
     parser.add_argument("--keep-work", action="store_true",
                         help="keep the generated job folders under OUT/work")
     return parser.parse_args(argv)
@@ -64,19 +70,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def choose_sizes(args: argparse.Namespace) -> Sizes:
     sizes = QUICK if args.quick else Sizes()
     if args.scale != 1.0:
-        counts = {f.name: max(10, round(getattr(sizes, f.name) * args.scale))
-                  for f in dataclasses.fields(sizes)
-                  if f.name[0] in "ab"}
-        counts["c_dry"] = tuple(max(10, round(n * args.scale)) for n in sizes.c_dry)
-        counts["c_big"] = max(2, round(sizes.c_big * args.scale))
-        sizes = dataclasses.replace(sizes, **counts)
+        a, b = (max(10, round(n * args.scale)) for n in (sizes.a, sizes.b))
+        subsets = {f.name: min(getattr(sizes, f.name), a if f.name[0] == "a" else b)
+                   for f in dataclasses.fields(sizes) if f.name[:2] in ("a_", "b_")}
+        sizes = dataclasses.replace(
+            sizes, a=a, b=b, **subsets,
+            c_dry=tuple(max(10, round(n * args.scale)) for n in sizes.c_dry),
+            c_big=max(2, round(sizes.c_big * args.scale)))
     if args.reps is not None:
         sizes = dataclasses.replace(sizes, reps=max(1, args.reps))
     return sizes
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the sink and any mailbatch child are stopped."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     sizes = choose_sizes(args)
     out: Path = args.out.resolve()
     work = out / "work"
@@ -90,11 +103,18 @@ def main(argv: list[str] | None = None) -> int:
     sink = Sink(server_pem, out / "sink.log")
     try:
         bench = Bench(sink, ca_pem, results, args.mailbatch_path.resolve(),
-                      budget=30.0 if args.quick else 300.0)
+                      budget=30.0 if args.quick else 300.0, repeat_under=args.repeat_under)
         bench.probe_mailbatch(sizes.startup_runs)
         if bench.mailbatch_error is not None:
             print(f"mailbatch: not available ({bench.mailbatch_error})")
         run_workloads(bench, sizes, work, ca_pem, args.only.upper())
+        for row in results.rows:
+            if row.contender == WIRE and row.rate is not None and row.sink_cpu_pct is not None:
+                results.notes.append(
+                    f"sink: {row.rate:,.0f} msg/s from the wire-limit client on {row.workload} "
+                    f"({row.kib_per_message or 0:,.1f} KiB each) with the sink at "
+                    f"{row.sink_cpu_pct:.0f}% of a core"
+                    + (": not the bottleneck" if row.sink_cpu_pct < 80 else ": near its limit"))
     finally:
         sink.close()
         if not args.keep_work:

@@ -28,6 +28,7 @@ PASSWORD = "bench-password-not-secret"
 MAX_SIZE = 200 * 1024 * 1024
 TERMINATOR = b"\r\n.\r\n"
 MAX_LINE = 64 * 1024
+READ_SIZE = 1024 * 1024  # large reads: fewer wake-ups per megabyte of DATA
 
 
 @dataclass
@@ -60,13 +61,15 @@ def _b64(blob: bytes) -> bytes:
         return b"\0invalid"
 
 
-class SmtpSink(asyncio.Protocol):
+class SmtpSink(asyncio.BufferedProtocol):
     """One SMTP session: a small command state machine plus a bulk DATA scanner."""
 
     def __init__(self, counters: Counters) -> None:
         self.counters = counters
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        self.chunk = bytearray(READ_SIZE)
+        self.view = memoryview(self.chunk)
+        self.buf = bytearray()  # command bytes not yet processed
         self.in_data = False
         self.data_tail = b""  # last bytes of DATA seen, so a split terminator is still found
         self.data_bytes = 0  # DATA bytes received before the current chunk
@@ -89,11 +92,15 @@ class SmtpSink(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(line)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """asyncio's SSL layer decrypts straight into this buffer: no copy per chunk."""
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self.in_data and not self.buf:
-            self._scan_data(data)  # the common case: no copy into the command buffer
+            self._scan_data(self.chunk, nbytes)  # the common case: scan in place
         else:
-            self.buf += data
+            self.buf += self.view[:nbytes]
         self._drain()
 
     def _drain(self) -> None:
@@ -102,7 +109,7 @@ class SmtpSink(asyncio.Protocol):
             if self.in_data:
                 chunk = bytes(self.buf)
                 self.buf.clear()
-                self._scan_data(chunk)
+                self._scan_data(chunk, len(chunk))
                 continue
             end = self.buf.find(b"\n")
             if end < 0:
@@ -114,16 +121,17 @@ class SmtpSink(asyncio.Protocol):
             del self.buf[: end + 1]
             self._command(line)
 
-    def _scan_data(self, chunk: bytes) -> None:
-        """Look for CRLF.CRLF, also across the chunk boundary; count and drop the body."""
+    def _scan_data(self, chunk: bytes | bytearray, size: int) -> None:
+        """Look for CRLF.CRLF in chunk[:size], also across the chunk boundary; drop the body."""
         tail = self.data_tail
-        pos = (tail + chunk[:4]).find(TERMINATOR)  # a terminator split between chunks
+        pos = (tail + bytes(chunk[: min(4, size)])).find(TERMINATOR)  # split terminator
         if pos < 0:
-            found = chunk.find(TERMINATOR)
+            found = chunk.find(TERMINATOR, 0, size)
             pos = found + len(tail) if found >= 0 else -1
         if pos < 0:
-            self.data_bytes += len(chunk)
-            self.data_tail = (tail + chunk)[-4:] if len(chunk) < 4 else chunk[-4:]
+            self.data_bytes += size
+            self.data_tail = bytes(chunk[size - 4 : size]) if size >= 4 else (
+                tail + bytes(chunk[:size]))[-4:]
             return
         end = pos + len(TERMINATOR) - len(tail)  # index in chunk just past the terminator
         self.in_data = False
@@ -133,8 +141,8 @@ class SmtpSink(asyncio.Protocol):
         self.counters.bytes += self.data_bytes + end - 3  # the body keeps its final CRLF
         self._reset_envelope()
         self.reply(b"250 2.0.0 queued\r\n")
-        if end < len(chunk):
-            self.buf[:0] = chunk[end:]
+        if end < size:
+            self.buf[:0] = chunk[end:size]
 
     def _reset_envelope(self) -> None:
         self.has_from = False
