@@ -28,6 +28,7 @@ from mailbatch.lock import job_lock
 from mailbatch.recipients import iter_recipients
 from mailbatch.render import Rendered, Renderer, RenderFailure
 from mailbatch.report import Report, write_report
+from mailbatch.spool import Spool
 from mailbatch.transport import FileTransport, Outcome, SmtpTransport, Transport
 
 __all__ = ["RunOptions", "as_test_send", "prepare", "run"]
@@ -54,15 +55,17 @@ class RunOptions:
 
 
 def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
-            limit: int | None = None, resend_uncertain: bool = False) -> int:
+            limit: int | None = None, resend_uncertain: bool = False,
+            spool: Spool | None = None) -> int:
     """Render every message still to send and register every recipient (or the first
     ``limit``, for a test send); send nothing. Returns how many were registered.
 
     Recipients this batch already settled (sent, refused, failed, uncertain) are not rendered
     again: a resume must not be blocked by, say, an attachment deleted after it was sent.
 
-    Raises RenderError listing every failure. Messages are rendered and dropped one at a time,
-    so this costs the same memory for ten recipients or a hundred thousand.
+    Raises RenderError listing every failure. Messages are rendered one at a time and kept
+    only in ``spool`` (on disk), so this costs the same memory for ten recipients or a
+    hundred thousand, and sending need not render them again.
     """
     failures: list[str] = []
     count = 0
@@ -88,6 +91,8 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
             if limit is None or count <= limit:
                 journal.register(batch, recipient.key, recipient.index, recipient.address,
                                  rendered.message_id, _attachment_list(rendered))
+                if spool is not None:
+                    spool.add(rendered)
     except BaseException:
         journal.rollback()
         raise
@@ -128,8 +133,9 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
             renderer = Renderer(job, now, message_id_salt=batch)
         if not resumed and not (options.dry_run or test):
             _warn_unfinished(job, journal, batch)
+        spool = stack.enter_context(Spool(journal.path.parent))
         total = prepare(job, renderer, journal, batch, options.test_limit if test else None,
-                        options.resend_uncertain)
+                        options.resend_uncertain, spool)
         if options.resend_uncertain:
             journal.reset_uncertain(batch)
         journal.retire_unlisted(batch)
@@ -145,7 +151,7 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
             stack.enter_context(sender)  # connects and logs in: failures here send nothing
         try:
             if to_send:
-                _send_all(job, renderer, journal, batch, sender, total, options)
+                _send_all(job, renderer, journal, batch, sender, total, options, spool)
         except MailbatchError as err:
             report.error = str(err)
             err.report = report  # type: ignore[attr-defined]  # for the notify summary
@@ -159,8 +165,9 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
 
 
 def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender: Sender,
-              total: int, options: RunOptions) -> None:
+              total: int, options: RunOptions, spool: Spool | None = None) -> None:
     cache = AttachmentCache()
+    sender_address = job.sender_address  # a property that parses ``from`` on every call
     for done, recipient in enumerate(iter_recipients(job), start=1):
         if options.test_to and options.test_limit and done > options.test_limit:
             break
@@ -168,7 +175,9 @@ def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender
         if journal.status(batch, key) not in TO_SEND:
             continue
         try:
-            rendered = renderer.render(recipient)
+            rendered = spool.take(recipient) if spool is not None else None
+            if rendered is None:
+                rendered = renderer.render(recipient)
             if options.test_to:
                 rendered = as_test_send(rendered, options.test_to)
             data = compose(rendered, cache)
@@ -180,7 +189,7 @@ def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender
             journal.mark(batch, key, "failed", None, f"could not compose the message: {err}")
             continue
         name = f"{recipient.index + 1:06d}-{recipient.address}"
-        outcome = sender.deliver(key, job.sender_address, rendered.envelope_recipients, data,
+        outcome = sender.deliver(key, sender_address, rendered.envelope_recipients, data,
                                  name)
         if options.test_to and outcome.status in ("sent", "refused", "failed", "dry-run"):
             journal.mark(batch, key, outcome.status, outcome.code,
