@@ -191,6 +191,7 @@ def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender
         name = f"{recipient.index + 1:06d}-{recipient.address}"
         outcome = sender.deliver(key, sender_address, rendered.envelope_recipients, data,
                                  name)
+        del data  # free a large message before the next one is composed, not after
         if options.test_to and outcome.status in ("sent", "refused", "failed", "dry-run"):
             journal.mark(batch, key, outcome.status, outcome.code,
                          f"test send to {options.test_to}: {outcome.message}")
