@@ -14,7 +14,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formataddr, getaddresses
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -290,9 +289,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
-
-
-def resolve_path(job: Job, template: str, context: Mapping[str, Any], renderer: Renderer,
-                 name: str) -> Path:
-    """A job-level path template (report, outbox) rendered and resolved against the job folder."""
-    return job.folder / renderer.string(name, template, context)

@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,7 +42,6 @@ class Report:
     csv_path: Path | None = None
     error: str | None = None
     test_send: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -58,7 +57,7 @@ class Report:
 
     def metadata(self) -> dict[str, Any]:
         data = asdict(self)
-        for name in ("json_path", "csv_path", "extra"):
+        for name in ("json_path", "csv_path"):
             data.pop(name)
         data["total"] = self.total
         return data
