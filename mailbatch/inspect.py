@@ -18,7 +18,7 @@ from mailbatch.compose import compose
 from mailbatch.credentials import describe, get_secret
 from mailbatch.errors import RenderError, UsageError
 from mailbatch.job import Job
-from mailbatch.recipients import Recipient, iter_recipients
+from mailbatch.recipients import Recipient, duplicate_failure, iter_recipients
 from mailbatch.render import Renderer, RenderFailure
 from mailbatch.transport import SmtpTransport
 
@@ -94,8 +94,7 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
         where = f"{recipient.where} ({recipient.address})"
         earlier = seen.setdefault(recipient.key, recipient.where)
         if earlier != recipient.where:
-            failures.append(f"{recipient.where}: {recipient.address} is listed twice (first at "
-                            f"{earlier}); remove one of them")
+            failures.append(duplicate_failure(recipient, earlier))
             continue
         try:
             rendered = renderer.render(recipient)

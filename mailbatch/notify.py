@@ -65,7 +65,7 @@ def send_summary(job: Job, report: Report | None = None,
         return False
     try:
         data = build_summary(job, report, error).as_bytes()
-        with SmtpTransport(job.smtp, lambda: get_secret(job.smtp)) as transport:
+        with SmtpTransport(job.smtp, lambda: get_secret(job.smtp, job.path)) as transport:
             outcome = transport.send(job.sender_address, [to], data, "notify summary",
                                      lambda: None)
     except MailbatchError as err:

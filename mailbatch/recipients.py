@@ -17,7 +17,7 @@ from mailbatch.errors import JobError
 from mailbatch.job import Job, RecipientSource
 from mailbatch.yamlfile import line_of, load_yaml
 
-__all__ = ["Recipient", "is_valid_address", "iter_recipients"]
+__all__ = ["Recipient", "duplicate_failure", "is_valid_address", "iter_recipients"]
 
 _ADDRESS = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -39,6 +39,12 @@ class Recipient:
     def key(self) -> str:
         """The journal identity: the address, case-folded (the domain part is case-insensitive)."""
         return self.address.lower()
+
+
+def duplicate_failure(recipient: Recipient, earlier: str) -> str:
+    """The failure line for a recipient listed again; merging silently would hide the mistake."""
+    return (f"{recipient.where}: {recipient.address} is listed twice (first at {earlier}); "
+            "remove one of them")
 
 
 def is_valid_address(address: str) -> bool:

@@ -25,7 +25,7 @@ from mailbatch.errors import MailbatchError, RenderError
 from mailbatch.job import Job
 from mailbatch.journal import TO_SEND, Journal
 from mailbatch.lock import job_lock
-from mailbatch.recipients import iter_recipients
+from mailbatch.recipients import duplicate_failure, iter_recipients
 from mailbatch.render import Rendered, Renderer, RenderFailure
 from mailbatch.report import Report, write_report
 from mailbatch.spool import Spool
@@ -77,8 +77,7 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
             # Before rendering: a duplicate must be reported even when one copy fails to render.
             earlier = journal.first_seen(recipient.key, recipient.where)
             if earlier:
-                failures.append(f"{recipient.where}: {recipient.address} is listed twice (first "
-                                f"at {earlier}); remove one of them")
+                failures.append(duplicate_failure(recipient, earlier))
                 continue
             status = journal.status(batch, recipient.key)
             if status in SETTLED and not (resend_uncertain and status == "uncertain"):
