@@ -70,6 +70,7 @@ class SmtpSink(asyncio.BufferedProtocol):
         self.chunk = bytearray(READ_SIZE)
         self.view = memoryview(self.chunk)
         self.buf = bytearray()  # command bytes not yet processed
+        self.pending: list[bytes] = []  # replies not yet written
         self.in_data = False
         self.data_tail = b""  # last bytes of DATA seen, so a split terminator is still found
         self.data_bytes = 0  # DATA bytes received before the current chunk
@@ -89,8 +90,14 @@ class SmtpSink(asyncio.BufferedProtocol):
         transport.write(b"220 sink.localhost ESMTP ready\r\n")
 
     def reply(self, line: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(line)
+        """Replies wait until every command received so far is processed, then go out in one
+        write (RFC 2920, 3.2: send pending responses when the input buffer is emptied)."""
+        self.pending.append(line)
+
+    def _flush(self) -> None:
+        if self.pending and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self.pending))
+        self.pending.clear()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         """asyncio's SSL layer decrypts straight into this buffer: no copy per chunk."""
@@ -102,6 +109,7 @@ class SmtpSink(asyncio.BufferedProtocol):
         else:
             self.buf += self.view[:nbytes]
         self._drain()
+        self._flush()
 
     def _drain(self) -> None:
         """Process whole command lines; hand any remainder to the DATA scanner."""
@@ -115,6 +123,7 @@ class SmtpSink(asyncio.BufferedProtocol):
             if end < 0:
                 if len(self.buf) > MAX_LINE:
                     self.reply(b"500 line too long\r\n")
+                    self._flush()
                     self.transport.close()
                 return
             line = bytes(self.buf[:end]).rstrip(b"\r")
@@ -158,7 +167,7 @@ class SmtpSink(asyncio.BufferedProtocol):
         if verb == b"EHLO":
             self._reset_envelope()
             self.reply(
-                b"250-sink.localhost\r\n250-SIZE %d\r\n250-8BITMIME\r\n"
+                b"250-sink.localhost\r\n250-SIZE %d\r\n250-8BITMIME\r\n250-PIPELINING\r\n"
                 b"250-AUTH PLAIN LOGIN\r\n250 ENHANCEDSTATUSCODES\r\n" % MAX_SIZE
             )
         elif verb == b"HELO":
@@ -194,6 +203,7 @@ class SmtpSink(asyncio.BufferedProtocol):
             self.reply(b"250 2.0.0 ok\r\n")
         elif verb == b"QUIT":
             self.reply(b"221 2.0.0 bye\r\n")
+            self._flush()
             assert self.transport is not None
             self.transport.close()
         else:

@@ -119,6 +119,28 @@ def test_data_terminator_is_found_however_the_bytes_are_split(
     assert stats["bytes"] == len(b"line\r\n..stuffed\r\n") + len(b"x" * 70_000 + b"\r\n")
 
 
+def test_pipelined_envelopes_are_answered_in_order_and_each_message_counted(
+        sink: Sink, certs: tuple[Path, Path]) -> None:
+    raw = Raw(sink.port, certs[0])
+    raw.send(b"EHLO me\r\n")
+    ehlo = []
+    while not ehlo or ehlo[-1][3:4] != b" ":
+        ehlo.append(raw.file.readline())
+    assert b"250-PIPELINING\r\n" in ehlo
+    raw.send(b"AUTH PLAIN " + _plain() + b"\r\n")
+    assert raw.reply().startswith(b"235")
+    envelope = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
+    raw.send(envelope)
+    assert [raw.reply()[:3] for _ in range(3)] == [b"250", b"250", b"354"]
+    raw.send(b"first\r\n.\r\n" + envelope)  # RFC 2920: content may start a group
+    assert [raw.reply()[:3] for _ in range(4)] == [b"250", b"250", b"250", b"354"]
+    raw.send(b"second\r\n.\r\nQUIT\r\n")
+    assert [raw.reply()[:3] for _ in range(2)] == [b"250", b"221"]
+    raw.close()
+    stats = sink.stats()
+    assert (stats["messages"], stats["recipients"], stats["errors"]) == (2, 2, 0)
+
+
 def test_reset_zeroes_the_counters(sink: Sink, certs: tuple[Path, Path]) -> None:
     ctx = ssl.create_default_context(cafile=str(certs[0]))
     with smtplib.SMTP_SSL("127.0.0.1", sink.port, context=ctx, timeout=10) as smtp:

@@ -86,8 +86,10 @@ class Sender:
         self.connect()
 
     def deliver(self, key: str, sender: str, recipients: list[str], data: bytes,
-                name: str) -> Outcome:
+                name: str, after_end: Callable[[], None] | None = None) -> Outcome:
         """Send one message and record its final state; raise only to stop the batch.
+        ``after_end`` is passed to the transport (see Transport.send); it may run more than
+        once if the message is retried.
 
         A LoginError on reconnecting, SessionLostError, InterruptedRun and StateError stop the
         batch; the message in hand is then ``pending`` (or ``uncertain``/``deferred``) in the
@@ -117,7 +119,8 @@ class Sender:
             try:
                 self._ensure_open()
                 self._wait_for_slot()
-                last = self.transport.send(sender, recipients, data, name, before_end)
+                last = self.transport.send(sender, recipients, data, name, before_end,
+                                           after_end)
             except ConnectError as err:
                 self._open = False
                 last = Outcome("retry", None, str(err))

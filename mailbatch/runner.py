@@ -12,7 +12,7 @@ import logging
 import re
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from mailbatch.errors import MailbatchError, RenderError
 from mailbatch.job import Job
 from mailbatch.journal import TO_SEND, Journal
 from mailbatch.lock import job_lock
-from mailbatch.recipients import duplicate_failure, iter_recipients
+from mailbatch.recipients import Recipient, duplicate_failure, iter_recipients
 from mailbatch.render import Rendered, Renderer, RenderFailure
 from mailbatch.report import Report, write_report
 from mailbatch.spool import Spool
@@ -165,11 +165,39 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
 
 def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender: Sender,
               total: int, options: RunOptions, spool: Spool | None = None) -> None:
-    cache = AttachmentCache()
     sender_address = job.sender_address  # a property that parses ``from`` on every call
+    upcoming = _Lookahead(_composed(job, renderer, journal, batch, options, spool))
+    while (message := upcoming.take()) is not None:
+        done, recipient, rendered, data = message
+        del message
+        name = f"{recipient.index + 1:06d}-{recipient.address}"
+        # Compose the next message while the server answers this one, unless this one is
+        # large: then it is freed before the next is composed (memory stays one message).
+        outcome = sender.deliver(recipient.key, sender_address, rendered.envelope_recipients,
+                                 data, name, upcoming.fetch if len(data) <= LOOKAHEAD else None)
+        del data
+        if options.test_to and outcome.status in ("sent", "refused", "failed", "dry-run"):
+            journal.mark(batch, recipient.key, outcome.status, outcome.code,
+                         f"test send to {options.test_to}: {outcome.message}")
+        if outcome.status not in ("sent", "dry-run"):
+            log.warning("%s: %s %s %s", recipient.address, outcome.status, outcome.code or "",
+                        outcome.message)
+        if options.progress:
+            options.progress(done, total, recipient.address, outcome)
+
+
+LOOKAHEAD = 1024 * 1024  # after a message up to this size, the next is composed in advance
+Composed = tuple[int, Recipient, Rendered, bytes]
+
+
+def _composed(job: Job, renderer: Renderer, journal: Journal, batch: str, options: RunOptions,
+              spool: Spool | None) -> Iterator[Composed]:
+    """The messages still to send, in list order, composed; the ones that cannot be composed
+    any more are recorded as failed on the way."""
+    cache = AttachmentCache()
     for done, recipient in enumerate(iter_recipients(job), start=1):
         if options.test_to and options.test_limit and done > options.test_limit:
-            break
+            return
         key = recipient.key
         if journal.status(batch, key) not in TO_SEND:
             continue
@@ -187,18 +215,37 @@ def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender
             log.error("%s: could not compose the message", recipient.address, exc_info=True)
             journal.mark(batch, key, "failed", None, f"could not compose the message: {err}")
             continue
-        name = f"{recipient.index + 1:06d}-{recipient.address}"
-        outcome = sender.deliver(key, sender_address, rendered.envelope_recipients, data,
-                                 name)
-        del data  # free a large message before the next one is composed, not after
-        if options.test_to and outcome.status in ("sent", "refused", "failed", "dry-run"):
-            journal.mark(batch, key, outcome.status, outcome.code,
-                         f"test send to {options.test_to}: {outcome.message}")
-        if outcome.status not in ("sent", "dry-run"):
-            log.warning("%s: %s %s %s", recipient.address, outcome.status, outcome.code or "",
-                        outcome.message)
-        if options.progress:
-            options.progress(done, total, recipient.address, outcome)
+        yield done, recipient, rendered, data
+        del data
+
+
+class _Lookahead:
+    """One message ahead of the sender. ``fetch`` runs inside the transport while it waits
+    for the server, so an error there is held and raised by the next ``take``, outside the
+    transaction (where it would read as a failure of the message in flight)."""
+
+    def __init__(self, messages: Iterator[Composed]) -> None:
+        self._messages = messages
+        self._next: Composed | None = None
+        self._fetched = False
+        self._error: Exception | None = None
+
+    def fetch(self) -> None:
+        if self._fetched:
+            return
+        self._fetched = True
+        try:
+            self._next = next(self._messages, None)
+        except Exception as err:
+            self._error = err
+
+    def take(self) -> Composed | None:
+        self.fetch()
+        message, self._next, self._fetched = self._next, None, False
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return message
 
 
 def as_test_send(rendered: Rendered, address: str) -> Rendered:

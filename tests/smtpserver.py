@@ -141,6 +141,17 @@ class _Handler:
     def __init__(self, owner: SmtpTestServer) -> None:
         self.owner = owner
 
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """Offer PIPELINING (RFC 2920) like the common servers; aiosmtpd reads commands from a
+        buffer, so several arriving in one write are answered in order."""
+        session.host_name = hostname  # what smtp_EHLO does itself when there is no hook
+        if self.owner.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
     ) -> AuthResult:
@@ -186,6 +197,8 @@ class _Handler:
         if limit is not None and server.delivered >= limit:
             server.hang_up_after_reply = True
             return "421 4.7.0 Too many messages, closing connection"
+        if b"RCPT" in bytes(server._reader._buffer):  # the envelope came in one write
+            owner._count("pipelined envelope")
         if delay := _delay(owner._count("mail"), faults.slow_mail_reply):
             await asyncio.sleep(delay)
         envelope.mail_from = address
@@ -252,7 +265,8 @@ class SmtpTestServer:
 
     `security`: "tls" (implicit TLS), "starttls" (STARTTLS offered and required before AUTH
     and MAIL) or "plain-no-starttls" (no TLS at all, AUTH still offered so a client can be
-    shown to refuse it). Records and counters are safe to read from the test thread.
+    shown to refuse it). `pipelining=False` stops offering PIPELINING. Records and counters
+    are safe to read from the test thread.
     """
 
     host = HOST
@@ -264,6 +278,7 @@ class SmtpTestServer:
         security: Security = "tls",
         auth_required: bool = True,
         data_size_limit: int = DEFAULT_DATA_SIZE_LIMIT,
+        pipelining: bool = True,
         **faults: Any,
     ) -> None:
         if security not in ("tls", "starttls", "plain-no-starttls"):
@@ -274,6 +289,7 @@ class SmtpTestServer:
         self.security = security
         self.auth_required = auth_required
         self.data_size_limit = data_size_limit
+        self.pipelining = pipelining
         self.port = 0
         self._faults = Faults(**faults)
         self._handler = _Handler(self)
@@ -350,6 +366,12 @@ class SmtpTestServer:
         """TCP connections accepted, including ones that failed the TLS handshake."""
         with self._lock:
             return self._connections
+
+    @property
+    def pipelined_envelopes(self) -> int:
+        """MAIL commands that arrived with their RCPT already behind them (one client write)."""
+        with self._lock:
+            return self._counts["pipelined envelope"]
 
     @property
     def logins(self) -> int:

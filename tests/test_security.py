@@ -52,7 +52,7 @@ def test_debug_smtp_shows_the_conversation_with_auth_plain_redacted(
 
     err = capsys.readouterr().err
     assert "smtp send: 'AUTH PLAIN [redacted]'" in err
-    assert "smtp send: 'ehlo" in err and "mail FROM:<reports@example.org>" in err
+    assert "smtp send: 'ehlo" in err and "MAIL FROM:<reports@example.org>" in err
     assert_no_secret(err, PASSWORD)
     assert len(smtp_server.messages) == 2
 

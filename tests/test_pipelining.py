@@ -1,0 +1,97 @@
+"""Fewer round trips, same guarantees: PIPELINING (RFC 2920) and composing ahead."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from mailbatch.errors import EXIT_OK, EXIT_PARTIAL, StateError
+from mailbatch.runner import _Lookahead
+from tests.batchjobs import addresses, batch_job, run_batch
+
+COPIES = 'cc: "copies@example.org"\n'
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["offered", "not-offered"])
+def test_every_message_is_received_once_whether_or_not_the_server_offers_pipelining(
+        pipelining, smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory(pipelining=pipelining)
+    job = batch_job(tmp_path, server, ca_file, 4, extra=COPIES)
+
+    result = run_batch(job)
+
+    assert result.code == EXIT_OK, result.error
+    assert [m.rcpt_tos for m in server.messages] == [[a, "copies@example.org"]
+                                                     for a in addresses(4)]
+    assert server.connections == 1
+    assert server.pipelined_envelopes == (4 if pipelining else 0)
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["offered", "not-offered"])
+def test_a_refused_primary_recipient_gets_nothing_even_when_its_copy_was_accepted(
+        pipelining, smtp_server_factory, ca_file, tmp_path, password_env):
+    # Pipelined, the server has already answered DATA with 354 when the refusal is read:
+    # even a lone "." would deliver an empty message to the copy, so the client hangs up.
+    server = smtp_server_factory(pipelining=pipelining, reject_pattern=r"^bad")
+    listed = ["user1@example.org", "bad@example.org", "user2@example.org"]
+    job = batch_job(tmp_path, server, ca_file, listed, extra=COPIES)
+
+    result = run_batch(job)
+
+    assert result.code == EXIT_PARTIAL
+    assert result.statuses == {"user1@example.org": "sent", "bad@example.org": "refused",
+                               "user2@example.org": "sent"}
+    assert [m.rcpt_tos[0] for m in server.messages] == ["user1@example.org",
+                                                        "user2@example.org"]
+    assert server.connections == (2 if pipelining else 1)
+
+
+def test_a_421_to_a_pipelined_envelope_is_retried_on_a_new_connection(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory(close_after_per_connection=2)
+    job = batch_job(tmp_path, server, ca_file, 5)
+
+    result = run_batch(job)
+
+    assert result.code == EXIT_OK, result.error
+    assert server.received_count_by_rcpt() == Counter(addresses(5))
+    assert server.connections == 3
+
+
+def test_a_message_that_fails_while_composed_ahead_is_recorded_alone(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    # The third message is composed while the server answers the second; its attachment is
+    # deleted after the first is sent, so composing it fails during that wait.
+    server = smtp_server_factory()
+    (tmp_path / "files").mkdir(parents=True)
+    for address in addresses(4):
+        (tmp_path / "files" / f"{address}.txt").write_text("figures\n")
+    job = batch_job(tmp_path, server, ca_file, 4, extra="attachments:\n"
+                    "  - files/{{ recipient_address }}.txt\n")
+
+    def delete_third(done: int, *_: object) -> None:
+        if done == 1:
+            (tmp_path / "files" / "user3@example.org.txt").unlink()
+
+    result = run_batch(job, progress=delete_third)
+
+    assert result.code == EXIT_PARTIAL
+    assert result.statuses == {"user1@example.org": "sent", "user2@example.org": "sent",
+                               "user3@example.org": "failed", "user4@example.org": "sent"}
+    assert server.received_count_by_rcpt() == Counter(
+        ["user1@example.org", "user2@example.org", "user4@example.org"])
+
+
+def test_an_error_while_composing_ahead_is_raised_when_the_message_is_taken():
+    def messages():
+        yield "first"
+        raise StateError("journal.sqlite: cannot update the journal: disk I/O error")
+
+    ahead = _Lookahead(messages())  # type: ignore[arg-type]
+
+    assert ahead.take() == "first"
+    ahead.fetch()  # inside the transport, waiting for the reply: must not raise there
+    ahead.fetch()  # fetched once, however often the transport calls it
+    with pytest.raises(StateError, match="disk I/O error"):
+        ahead.take()
