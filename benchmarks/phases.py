@@ -16,14 +16,13 @@ from pathlib import Path
 
 import clients
 from harness import Sink, run_measured
-from results import NAIVE, WIRE, Results, Row, Run
+from results import NAIVE, PER_MESSAGE, WIRE, WIRE_PIPELINED, Results, Row, Run
 from sink import PASSWORD
 from workload import PASSWORD_ENV, Workdir
 
 __all__ = ["MAILBATCH", "Bench", "Sizes"]
 
 MAILBATCH = "mailbatch"
-PER_MESSAGE = "per-message loop"
 WIRE_DEFAULT = "wire limit, no TCP_NODELAY"
 MIB = 1024 * 1024
 
@@ -36,11 +35,13 @@ class Sizes:
     a_naive: int = 100
     a_per_message: int = 100
     a_wire_default: int = 100
+    a_wire_pipelined: int = 2_000
     a_pool: int = 400  # distinct prebuilt wire messages, reused round-robin
     b: int = 20_000
     b_naive: int = 1_000
     b_per_message: int = 200
     b_wire_default: int = 2_000
+    b_wire_pipelined: int = 5_000
     b_pool: int = 2_000
     c_dry: tuple[int, ...] = (10_000, 100_000)
     c_big: int = 1_000
@@ -50,8 +51,9 @@ class Sizes:
     startup_runs: int = 10
 
 
-QUICK = Sizes(a=50, a_naive=50, a_per_message=10, a_wire_default=20, a_pool=50, b=50,
-              b_naive=50, b_per_message=10, b_wire_default=50, b_pool=50, c_dry=(50, 100),
+QUICK = Sizes(a=50, a_naive=50, a_per_message=10, a_wire_default=20, a_wire_pipelined=50,
+              a_pool=50, b=50, b_naive=50, b_per_message=10, b_wire_default=50,
+              b_wire_pipelined=50, b_pool=50, c_dry=(50, 100),
               c_big=5, c_big_bytes=1 * MIB, reps=1, startup_runs=3)
 
 
@@ -153,12 +155,15 @@ class Bench:
                    kib_per_message=_kib(stats["bytes"], accepted), error=error)
 
     def throughput(self, workload: str, work: Workdir, reps: int, naive_n: int,
-                   per_message_n: int, wire_default_n: int, pool: int) -> None:
+                   per_message_n: int, wire_default_n: int, pipelined_n: int,
+                   pool: int) -> None:
         """Workloads A and B: all contenders, alternating, ``reps`` rounds."""
         started = time.perf_counter()
         prebuilt = clients.prebuild(work, pool)
         wire = [(to, prebuilt[i % len(prebuilt)][1])
                 for i, to in enumerate(clients.addresses(work))]
+        stuffed = [clients.dot_stuffed(data) for _, data in prebuilt]
+        wire_stuffed = [(to, stuffed[i % len(stuffed)]) for i, (to, _) in enumerate(wire)]
         self.results.notes.append(
             f"{workload}: prebuilt {len(prebuilt):,} distinct wire messages in "
             f"{time.perf_counter() - started:.1f} s (outside the timed runs); the wire limit "
@@ -175,6 +180,9 @@ class Bench:
             (WIRE_DEFAULT, wire_default_n, lambda: self.in_process(
                 workload, WIRE_DEFAULT, wire_default_n, lambda: clients.wire_limit(
                     wire[:wire_default_n], port, self.ctx, self.budget, nodelay=False))),
+            (WIRE_PIPELINED, pipelined_n, lambda: self.in_process(
+                workload, WIRE_PIPELINED, pipelined_n, lambda: clients.wire_limit_pipelined(
+                    wire_stuffed[:pipelined_n], port, self.ctx, self.budget))),
             (MAILBATCH, work.count, lambda: self.mailbatch(work, workload)),
         ]
         first: dict[str, float] = {}

@@ -10,10 +10,12 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["Results", "Row", "Run"]
+__all__ = ["NAIVE", "PER_MESSAGE", "WIRE", "WIRE_PIPELINED", "Results", "Row", "Run"]
 
 NAIVE = "naive loop"
 WIRE = "wire limit"
+WIRE_PIPELINED = "wire limit, pipelined"
+PER_MESSAGE = "per-message loop"
 
 
 @dataclass
@@ -93,6 +95,12 @@ class Results:
             if row.rate is not None:
                 row.vs_naive = row.rate / naive if naive else None
                 row.vs_wire = row.rate / wire if wire else None
+        rates = {r.contender: r.rate for r in rows if r.rate}
+        if "mailbatch" in rates:
+            times = [f"{rates[c] / rates['mailbatch']:.2f}x the {c}'s" for c in
+                     (WIRE, WIRE_PIPELINED, PER_MESSAGE) if c in rates]
+            self.notes.append(f"{workload}: mailbatch's time per message is "
+                              f"{', '.join(times)}.")
 
     def table(self) -> str:
         """A Markdown table; it also reads well in a terminal."""
