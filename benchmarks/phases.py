@@ -42,7 +42,7 @@ class Sizes:
     b_per_message: int = 200
     b_wire_default: int = 2_000
     b_wire_pipelined: int = 5_000
-    b_pool: int = 2_000
+    b_pool: int = 1_000
     c_dry: tuple[int, ...] = (10_000, 100_000)
     c_big: int = 1_000
     c_big_bytes: int = 20 * MIB

