@@ -51,6 +51,7 @@ class Transport(Protocol):
 
 
 ONE_WRITE = 64 * 1024  # messages up to this size go out with their final "." in one write
+PIPELINE_MAX = 100  # commands in one pipelined group: MAIL, the RCPTs and DATA
 _AUTH_COMMAND = re.compile(r"(?i)^send: b?['\"](AUTH +[A-Z0-9_-]+)")
 _FINAL_REPLY = re.compile(r"^reply: b'[2-5]\d\d[ -]")
 
@@ -265,7 +266,9 @@ class SmtpTransport:
                     else f"MAIL FROM:<{sender}>", *(f"RCPT TO:<{a}>" for a in recipients),
                     "DATA"]
         replies: list[tuple[int, bytes]] = []
-        if self.pipelining:
+        # Capped: a client that writes without reading must stay well inside the socket
+        # buffers, or both sides can block writing (RFC 2920, 3.2).
+        if self.pipelining and len(commands) <= PIPELINE_MAX:
             smtp.send("".join(f"{command}\r\n" for command in commands))
             try:
                 for _ in commands:

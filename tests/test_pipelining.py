@@ -28,6 +28,19 @@ def test_every_message_is_received_once_whether_or_not_the_server_offers_pipelin
     assert server.pipelined_envelopes == (4 if pipelining else 0)
 
 
+def test_an_envelope_with_very_many_copies_goes_one_command_at_a_time(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory()
+    copies = ", ".join(addresses(120, "copy"))
+    job = batch_job(tmp_path, server, ca_file, 2, extra=f'cc: "{copies}"\n')
+
+    result = run_batch(job)
+
+    assert result.code == EXIT_OK, result.error
+    assert [len(m.rcpt_tos) for m in server.messages] == [121, 121]
+    assert server.pipelined_envelopes == 0
+
+
 @pytest.mark.parametrize("pipelining", [True, False], ids=["offered", "not-offered"])
 def test_a_refused_primary_recipient_gets_nothing_even_when_its_copy_was_accepted(
         pipelining, smtp_server_factory, ca_file, tmp_path, password_env):
