@@ -113,6 +113,7 @@ class Renderer:
                  message_id_salt: str = "") -> None:
         self.job = job
         self.now = now or dt.datetime.now().astimezone()
+        self._texts: list[str] = []  # every template source compiled, for the fingerprint
         loader = jinja2.FileSystemLoader([str(job.folder)])
         common = {"undefined": jinja2.StrictUndefined, "loader": loader,
                   "keep_trailing_newline": True}
@@ -128,7 +129,7 @@ class Renderer:
             raise JobError("renders to nothing; a batch needs a name such as '{{ today }}' "
                            "or '{{ iso_week }}'", path=str(job.path), field="batch")
         self.context["batch"] = self.batch
-        self._salt = message_id_salt
+        self.message_id_salt = message_id_salt
         self._domain = job.sender_domain  # parsed once, not per message
         env = self.text_env
         self._subject = self._compile(env, TemplateSource("subject", text=job.subject))
@@ -144,6 +145,12 @@ class Renderer:
         self._patterns = [(spec, self._compile(self.glob_env, TemplateSource(
             f"attachments[{i}]", text=spec.pattern))) for i, spec in enumerate(job.attachments)]
         self.attachments_root = job.attachments_root or job.folder
+        # Two renderers of one job agree only if they read the same templates and data (a
+        # render worker checks this against the parent's, see renderpool.py).
+        digest = hashlib.sha256(repr(self.context).encode())
+        for text in self._texts:
+            digest.update(b"\0" + text.encode())
+        self.fingerprint = digest.hexdigest()
 
     def string(self, name: str, source: str, context: Mapping[str, Any]) -> str:
         """Render a one-off job-level string such as ``batch`` or ``report``."""
@@ -157,10 +164,10 @@ class Renderer:
 
     def _compile(self, env: jinja2.Environment, source: TemplateSource) -> jinja2.Template:
         try:
-            if source.path is not None:
-                text = source.path.read_text(encoding="utf-8")
-                return env.from_string(text)
-            return env.from_string(source.text or "")
+            text = source.path.read_text(encoding="utf-8") if source.path is not None \
+                else source.text or ""
+            self._texts.append(text)
+            return env.from_string(text)
         except jinja2.TemplateSyntaxError as err:
             where = str(source.path) if source.path else str(self.job.path)
             field = None if source.path else source.name
@@ -242,7 +249,7 @@ class Renderer:
 
     def message_id(self, key: str) -> str:
         """Stable per batch and recipient, so a resumed send carries the same Message-ID."""
-        seed = f"{self.job.path}\0{self.batch}\0{key}\0{self._salt}".encode()
+        seed = f"{self.job.path}\0{self.batch}\0{key}\0{self.message_id_salt}".encode()
         return f"<{hashlib.sha256(seed).hexdigest()[:32]}.mailbatch@{self._domain}>"
 
 

@@ -27,6 +27,7 @@ from mailbatch.journal import TO_SEND, Journal
 from mailbatch.lock import job_lock
 from mailbatch.recipients import Recipient, duplicate_failure, iter_recipients
 from mailbatch.render import Rendered, Renderer, RenderFailure
+from mailbatch.renderpool import RenderPool, Result
 from mailbatch.report import Report, write_report
 from mailbatch.spool import Spool
 from mailbatch.transport import FileTransport, Outcome, SmtpTransport, Transport
@@ -63,35 +64,40 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
     Recipients this batch already settled (sent, refused, failed, uncertain) are not rendered
     again: a resume must not be blocked by, say, an attachment deleted after it was sent.
 
-    Raises RenderError listing every failure. Messages are rendered one at a time and kept
-    only in ``spool`` (on disk), so this costs the same memory for ten recipients or a
-    hundred thousand, and sending need not render them again.
+    Raises RenderError listing every failure. Messages are rendered a chunk at a time (on two
+    cores for a large batch, see renderpool.py) and kept only in ``spool`` (on disk), so this
+    costs the same memory for ten recipients or a hundred thousand, and sending need not
+    render them again.
     """
     failures: list[str] = []
     count = 0
+
+    def record(results: list[Result]) -> None:
+        for recipient, message, keep in results:
+            if isinstance(message, str):
+                failures.append(message)
+            elif keep:
+                journal.register(batch, recipient.key, recipient.index, recipient.address,
+                                 message.message_id, _attachment_list(message))
+                if spool is not None:
+                    spool.add(message)
+
     journal.begin()
     try:
         journal.forget_seen()
-        for recipient in iter_recipients(job):
-            count += 1
-            # Before rendering: a duplicate must be reported even when one copy fails to render.
-            earlier = journal.first_seen(recipient.key, recipient.where)
-            if earlier:
-                failures.append(duplicate_failure(recipient, earlier))
-                continue
-            status = journal.status(batch, recipient.key)
-            if status in SETTLED and not (resend_uncertain and status == "uncertain"):
-                continue
-            try:
-                rendered = renderer.render(recipient)
-            except RenderFailure as err:
-                failures.append(str(err))
-                continue
-            if limit is None or count <= limit:
-                journal.register(batch, recipient.key, recipient.index, recipient.address,
-                                 rendered.message_id, _attachment_list(rendered))
-                if spool is not None:
-                    spool.add(rendered)
+        with RenderPool(renderer) as pool:
+            for recipient in iter_recipients(job):
+                count += 1
+                # Before rendering: a duplicate is reported even when one copy fails to render.
+                earlier = journal.first_seen(recipient.key, recipient.where)
+                if earlier:
+                    failures.append(duplicate_failure(recipient, earlier))
+                    continue
+                status = journal.status(batch, recipient.key)
+                if status in SETTLED and not (resend_uncertain and status == "uncertain"):
+                    continue
+                record(pool.add(recipient, keep=limit is None or count <= limit))
+            record(pool.finish())
     except BaseException:
         journal.rollback()
         raise
