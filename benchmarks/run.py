@@ -31,6 +31,8 @@ LEGEND = [
     "policy=email.policy.SMTP, sent with smtp.sendmail() over one session with TCP_NODELAY: "
     "the most an smtplib client can do against this sink.",
     "wire limit, no TCP_NODELAY: the same loop with default socket options (Nagle on).",
+    "wire limit, pipelined: the same prebuilt messages with PIPELINING (RFC 2920), which "
+    "smtplib cannot do: MAIL, RCPT and DATA in one write; the most any client can do here.",
     "mailbatch: `python -m mailbatch run job.yaml` in a subprocess, wall time including "
     "interpreter start-up (see the start-up row), fresh state dir per run.",
     "Rates are messages per second over the median of the valid runs; x naive and x wire are "
@@ -38,7 +40,8 @@ LEGEND = [
     "client CPU: CPU time of the sending process over wall time; sink CPU: the same for the "
     "sink process. Neither near 100% means the session is bound by round trips.",
     "Peak RSS: VmHWM of the mailbatch process itself, written by benchmarks/peak_rss.py "
-    "(ru_maxrss would include the harness's memory, which Linux carries across fork+exec).",
+    "(ru_maxrss would include the harness's memory, which Linux carries across fork+exec), "
+    "plus its render worker's peak from RUSAGE_CHILDREN (an upper bound).",
     "Every run is checked: the sink's count of accepted messages must equal the count sent "
     "(zero for a dry run, where the outbox must hold one .eml per recipient).",
 ]
