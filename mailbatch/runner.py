@@ -25,12 +25,13 @@ from mailbatch.errors import MailbatchError, RenderError
 from mailbatch.job import Job
 from mailbatch.journal import TO_SEND, Journal
 from mailbatch.lock import job_lock
+from mailbatch.outbox import FileTransport
 from mailbatch.recipients import Recipient, duplicate_failure, iter_recipients
 from mailbatch.render import Rendered, Renderer, RenderFailure
 from mailbatch.renderpool import RenderPool, Result
 from mailbatch.report import Report, write_report
 from mailbatch.spool import Spool
-from mailbatch.transport import FileTransport, Outcome, SmtpTransport, Transport
+from mailbatch.transport import Outcome, SmtpTransport, Transport
 
 __all__ = ["RunOptions", "as_test_send", "prepare", "run"]
 

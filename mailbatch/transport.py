@@ -1,6 +1,7 @@
 """Transports: where composed messages go. One small contract, two backends.
 
-``SmtpTransport`` holds one TLS session for many messages; ``FileTransport`` is the dry run.
+``SmtpTransport`` (here) holds one TLS session for many messages; ``FileTransport``
+(outbox.py) is the dry run.
 ``send`` never raises for a per-message problem: it returns an Outcome, so the caller decides
 between retrying, recording and moving on. Session problems (connect, login) raise.
 """
@@ -14,13 +15,12 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-from mailbatch.errors import ConnectError, LoginError, MailbatchError, StateError
+from mailbatch.errors import ConnectError, LoginError, MailbatchError
 from mailbatch.job import SmtpSettings
 
-__all__ = ["FileTransport", "Outcome", "SmtpTransport", "Transport"]
+__all__ = ["Outcome", "SmtpTransport", "Transport"]
 
 log = logging.getLogger(__name__)
 # Security warnings have their own logger so the CLI can show them even with -q.
@@ -325,46 +325,6 @@ class SmtpTransport:
         smtp, self.smtp = self.smtp, None
         if smtp is not None:
             smtp.close()
-
-
-class FileTransport:
-    """The dry run: each message is written as ``NNNNNN-address.eml`` into the outbox folder."""
-
-    max_size = None
-
-    def __init__(self, outbox: Path) -> None:
-        self.outbox = outbox
-
-    def __enter__(self) -> FileTransport:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def open(self) -> None:
-        try:
-            self.outbox.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise StateError(f"{self.outbox}: cannot create the outbox: {err.strerror}") \
-                from None
-
-    def close(self) -> None:
-        pass
-
-    def send(self, sender: str, recipients: list[str], data: bytes, name: str,
-             before_end: Callable[[], None],
-             after_end: Callable[[], None] | None = None) -> Outcome:
-        path = self.outbox / f"{re.sub(r'[^A-Za-z0-9@._+-]', '_', name)}.eml"
-        tmp = path.with_suffix(".eml.tmp")
-        try:
-            tmp.write_bytes(data)
-            tmp.replace(path)
-        except OSError as err:
-            raise StateError(f"{path}: cannot write: {err.strerror}") from None
-        if after_end is not None:
-            after_end()
-        return Outcome("dry-run", None, f"written to {path.name}")
 
 
 def _close(smtp: smtplib.SMTP | None) -> None:
