@@ -19,6 +19,7 @@ import logging
 import os
 import pickle
 import signal
+import site
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -62,6 +63,7 @@ class RenderPool:
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.close()
+            log.debug("render worker rendered %d messages", self.by_worker)
 
     def add(self, recipient: Recipient, keep: bool = True) -> list[Result]:
         self._chunk.append((recipient, keep))
@@ -146,9 +148,12 @@ class _Worker:
     """The worker process and its two pipes; one chunk in flight at a time."""
 
     def __init__(self, setup: tuple[Job, object, str]) -> None:
-        root = str(Path(mailbatch.__file__).resolve().parent.parent)  # importable as installed
-        path = os.environ.get("PYTHONPATH")
-        env = {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+        env = dict(os.environ)
+        root = Path(mailbatch.__file__).resolve().parent.parent
+        if root not in {Path(p).resolve() for p in site.getsitepackages()}:
+            # A source checkout: the worker must import this same code, not another copy.
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root),
+                                                              env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailbatch.renderpool"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
