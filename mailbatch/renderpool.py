@@ -84,7 +84,7 @@ class RenderPool:
                 self._worker.submit([r for r, _ in chunk])
                 self._pending = chunk
                 return []
-            except (OSError, pickle.PicklingError) as err:
+            except Exception as err:  # the worker is an optimisation: never fail the run
                 self._give_up(err)
         local = self._render_here(chunk)  # meanwhile the worker renders the chunk before
         return (self._collect() if self._pending is not None else []) + local
@@ -95,7 +95,7 @@ class RenderPool:
             r = self.renderer
             try:
                 self._worker = _Worker((r.job, r.now, r.message_id_salt))
-            except (OSError, pickle.PicklingError) as err:
+            except Exception as err:  # no processes left, say: render in this one
                 log.debug("rendering in one process: %s", err)
         return self._worker is not None
 
@@ -105,7 +105,7 @@ class RenderPool:
         chunk, self._pending = self._pending, None
         try:
             fingerprint, messages = self._worker.result() if self._worker else ("", [])
-        except (OSError, EOFError, pickle.UnpicklingError) as err:
+        except Exception as err:  # died, or sent what cannot be read: render it here
             self._give_up(err)
             return self._render_here(chunk)
         if fingerprint != self.renderer.fingerprint or len(messages) != len(chunk):
