@@ -20,6 +20,7 @@ from mailbatch.errors import RenderError, UsageError
 from mailbatch.job import Job
 from mailbatch.recipients import Recipient, duplicate_failure, iter_recipients
 from mailbatch.render import Renderer, RenderFailure
+from mailbatch.renderpool import RenderPool, Result
 from mailbatch.transport import SmtpTransport
 
 __all__ = ["CheckSummary", "Preview", "check", "preview", "printable", "size_text"]
@@ -85,29 +86,37 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
                                   f"{', certificate NOT verified' if not s.verify else ''})")
     if problem:
         summary.warnings.append(f"password: {problem}")
-    failures: list[str] = []
+    failures: list[tuple[int, str]] = []  # (list position, text), as the run lists them
     seen: dict[str, str] = {}
     files: dict[Path, int] = {}
     cache = AttachmentCache()
-    for recipient in iter_recipients(job):
-        summary.recipients += 1
-        where = f"{recipient.where} ({recipient.address})"
-        earlier = seen.setdefault(recipient.key, recipient.where)
-        if earlier != recipient.where:
-            failures.append(duplicate_failure(recipient, earlier))
-            continue
-        try:
-            rendered = renderer.render(recipient)
-            size = len(compose(rendered, cache))
-        except RenderFailure as err:
-            failures.append(str(err))
-            continue
-        except AttachmentProblem as err:
-            failures.append(f"{where}: {err}")
-            continue
-        _count(summary, recipient, rendered.attachments, size, files)
+
+    def measure(results: list[Result]) -> None:
+        for recipient, rendered, _ in results:
+            if isinstance(rendered, str):
+                failures.append((recipient.index, rendered))
+                continue
+            try:
+                size = len(compose(rendered, cache))
+            except AttachmentProblem as err:
+                failures.append((recipient.index,
+                                 f"{recipient.where} ({recipient.address}): {err}"))
+                continue
+            _count(summary, recipient, rendered.attachments, size, files)
+
+    with RenderPool(renderer) as pool:
+        for recipient in iter_recipients(job):
+            summary.recipients += 1
+            earlier = seen.setdefault(recipient.key, recipient.where)
+            if earlier != recipient.where:
+                failures.append((recipient.index, duplicate_failure(recipient, earlier)))
+                continue
+            measure(pool.add(recipient))
+        measure(pool.finish())
     if failures:
-        raise RenderError(failures[:MAX_FAILURES_SHOWN], total=len(failures))
+        failures.sort(key=lambda failure: failure[0])
+        raise RenderError([text for _, text in failures[:MAX_FAILURES_SHOWN]],
+                          total=len(failures))
     summary.attachment_files = len(files)
     summary.attachment_bytes = sum(files.values())
     if connect:

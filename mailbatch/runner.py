@@ -70,13 +70,13 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
     costs the same memory for ten recipients or a hundred thousand, and sending need not
     render them again.
     """
-    failures: list[str] = []
+    failures: list[tuple[int, str]] = []  # (list position, text): chunks finish out of order
     count = 0
 
     def record(results: list[Result]) -> None:
         for recipient, message, keep in results:
             if isinstance(message, str):
-                failures.append(message)
+                failures.append((recipient.index, message))
             elif keep:
                 journal.register(batch, recipient.key, recipient.index, recipient.address,
                                  message.message_id, _attachment_list(message))
@@ -92,7 +92,7 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
                 # Before rendering: a duplicate is reported even when one copy fails to render.
                 earlier = journal.first_seen(recipient.key, recipient.where)
                 if earlier:
-                    failures.append(duplicate_failure(recipient, earlier))
+                    failures.append((recipient.index, duplicate_failure(recipient, earlier)))
                     continue
                 status = journal.status(batch, recipient.key)
                 if status in SETTLED and not (resend_uncertain and status == "uncertain"):
@@ -104,7 +104,9 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
         raise
     if failures:
         journal.rollback()
-        raise RenderError(failures[:MAX_FAILURES_SHOWN], total=len(failures))
+        failures.sort(key=lambda failure: failure[0])
+        raise RenderError([text for _, text in failures[:MAX_FAILURES_SHOWN]],
+                          total=len(failures))
     journal.commit()
     return count if limit is None else min(count, limit)
 

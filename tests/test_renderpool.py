@@ -6,10 +6,15 @@ import datetime as dt
 import logging
 from pathlib import Path
 
+import pytest
+
+from mailbatch.errors import RenderError
 from mailbatch.job import load_job
+from mailbatch.journal import Journal
 from mailbatch.recipients import iter_recipients
 from mailbatch.render import Renderer
 from mailbatch.renderpool import CHUNK, START_AFTER, RenderPool, Result
+from mailbatch.runner import prepare
 from tests.helpers import write_job
 
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
@@ -107,3 +112,18 @@ def test_a_worker_that_dies_leaves_the_rest_to_the_parent(tmp_path):
     assert pool.by_worker == 0
     assert [r.index for r, _, _ in results] == list(range(MANY))
     assert not any(isinstance(message, str) for _, message, _ in results)
+
+
+@pytest.mark.parametrize("count", [10, MANY])
+def test_failures_are_listed_in_recipient_order_whichever_process_found_them(tmp_path, count):
+    job_path = job_with(tmp_path, count, broken={2, count - 3})
+    people = tmp_path / "people.csv"  # the first person listed again, near the end
+    people.write_text(people.read_text() + "p0@example.org,Again,r1\n")
+    job = load_job(job_path)
+
+    with Journal(tmp_path / "journal.sqlite") as journal, pytest.raises(RenderError) as raised:
+        prepare(job, Renderer(job, NOW), journal, journal.batch("b")[0])
+
+    lines = str(raised.value).splitlines()[1:]  # "people.csv:LINE ..." (line 1: the header)
+    assert [line.split(":")[1].split()[0] for line in lines] == [
+        "4", str(count - 1), str(count + 2)]
