@@ -157,7 +157,11 @@ class _Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailbatch.renderpool"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-        self.submit(setup)
+        try:
+            self.submit(setup)
+        except BaseException:
+            self.close()  # no process left behind
+            raise
 
     def submit(self, item: Any) -> None:
         assert self.proc.stdin is not None
