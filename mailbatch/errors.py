@@ -74,12 +74,20 @@ class RenderError(MailbatchError):
     """Raised when messages cannot be rendered; carries every failure, not just the first."""
 
     exit_code = EXIT_DATA
+    SHOWN = 50  # failures listed; the count says how many there were in all
 
     def __init__(self, failures: Sequence[str], total: int | None = None) -> None:
         self.failures = list(failures)
         self.total = total if total is not None else len(self.failures)
         head = f"{self.total} message(s) could not be rendered; nothing was sent"
         super().__init__("\n".join([head, *(f"  {f}" for f in self.failures)]))
+
+    @classmethod
+    def in_list_order(cls, failures: list[tuple[int, str]]) -> RenderError:
+        """From (list position, text) pairs found in any order (chunks of the render pass
+        finish out of order): the first ``SHOWN`` in recipient order, and the total."""
+        failures.sort(key=lambda failure: failure[0])
+        return cls([text for _, text in failures[:cls.SHOWN]], total=len(failures))
 
 
 class ConnectError(MailbatchError, ConnectionError):

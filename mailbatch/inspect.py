@@ -27,7 +27,6 @@ __all__ = ["CheckSummary", "Preview", "check", "preview", "printable", "size_tex
 
 log = logging.getLogger(__name__)
 
-MAX_FAILURES_SHOWN = 50
 _HIDDEN_HEADERS = {"mime-version", "content-type", "content-transfer-encoding"}
 
 
@@ -114,9 +113,7 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
             measure(pool.add(recipient))
         measure(pool.finish())
     if failures:
-        failures.sort(key=lambda failure: failure[0])
-        raise RenderError([text for _, text in failures[:MAX_FAILURES_SHOWN]],
-                          total=len(failures))
+        raise RenderError.in_list_order(failures)
     summary.attachment_files = len(files)
     summary.attachment_bytes = sum(files.values())
     if connect:

@@ -37,7 +37,6 @@ __all__ = ["RunOptions", "as_test_send", "prepare", "run"]
 
 log = logging.getLogger(__name__)
 
-MAX_FAILURES_SHOWN = 50
 SETTLED = frozenset({"sent", "refused", "failed", "uncertain"})  # nothing left to render
 Progress = Callable[[int, int, str, Outcome], None]
 
@@ -104,9 +103,7 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
         raise
     if failures:
         journal.rollback()
-        failures.sort(key=lambda failure: failure[0])
-        raise RenderError([text for _, text in failures[:MAX_FAILURES_SHOWN]],
-                          total=len(failures))
+        raise RenderError.in_list_order(failures)
     journal.commit()
     return count if limit is None else min(count, limit)
 
