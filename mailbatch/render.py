@@ -113,7 +113,7 @@ class Renderer:
                  message_id_salt: str = "") -> None:
         self.job = job
         self.now = now or dt.datetime.now().astimezone()
-        self._texts: list[str] = []  # every template source compiled, for the fingerprint
+        self._sources = hashlib.sha256()  # every template source compiled: the fingerprint
         loader = jinja2.FileSystemLoader([str(job.folder)])
         common = {"undefined": jinja2.StrictUndefined, "loader": loader,
                   "keep_trailing_newline": True}
@@ -147,10 +147,8 @@ class Renderer:
         self.attachments_root = job.attachments_root or job.folder
         # Two renderers of one job agree only if they read the same templates and data (a
         # render worker checks this against the parent's, see renderpool.py).
-        digest = hashlib.sha256(repr(self.context).encode())
-        for text in self._texts:
-            digest.update(b"\0" + text.encode())
-        self.fingerprint = digest.hexdigest()
+        self._sources.update(b"\0" + repr(self.context).encode())
+        self.fingerprint = self._sources.hexdigest()
 
     def string(self, name: str, source: str, context: Mapping[str, Any]) -> str:
         """Render a one-off job-level string such as ``batch`` or ``report``."""
@@ -166,7 +164,7 @@ class Renderer:
         try:
             text = source.path.read_text(encoding="utf-8") if source.path is not None \
                 else source.text or ""
-            self._texts.append(text)
+            self._sources.update(b"\0" + text.encode())
             return env.from_string(text)
         except jinja2.TemplateSyntaxError as err:
             where = str(source.path) if source.path else str(self.job.path)

@@ -101,17 +101,16 @@ class RenderPool:
 
     def _collect(self) -> list[Result]:
         """The worker's chunk, in order; rendered here instead if the worker failed."""
-        assert self._pending is not None
+        assert self._pending is not None and self._worker is not None  # set together
         chunk, self._pending = self._pending, None
         try:
-            fingerprint, messages = self._worker.result() if self._worker else ("", [])
+            fingerprint, messages = self._worker.result()
         except Exception as err:  # died, or sent what cannot be read: render it here
             self._give_up(err)
             return self._render_here(chunk)
-        if fingerprint != self.renderer.fingerprint or len(messages) != len(chunk):
-            if self._worker is not None:
-                log.warning("a template or data file changed while the batch was being "
-                            "rendered; rendering every message from the version read first")
+        if fingerprint != self.renderer.fingerprint:
+            log.warning("a template or data file changed while the batch was being "
+                        "rendered; rendering every message from the version read first")
             self._give_up(None)
             return self._render_here(chunk)
         self.by_worker += len(messages)
