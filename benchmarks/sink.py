@@ -29,6 +29,7 @@ MAX_SIZE = 200 * 1024 * 1024
 TERMINATOR = b"\r\n.\r\n"
 MAX_LINE = 64 * 1024
 READ_SIZE = 1024 * 1024  # large reads: fewer wake-ups per megabyte of DATA
+SMALL_CHUNK = 16 * 1024
 
 
 @dataclass
@@ -47,7 +48,10 @@ class Counters:
 def _find_terminator(chunk: bytes | bytearray, size: int) -> int:
     """``chunk.find(TERMINATOR, 0, size)``, five times quicker on base64 (which has no dots):
     find each dot with a memchr and look around it. After as many dots as the plain search
-    would cost, the plain search finishes the job."""
+    would cost, the plain search finishes the job. A small chunk (a short message, often
+    text full of dots) goes straight to the plain search."""
+    if size <= SMALL_CHUNK:
+        return chunk.find(TERMINATOR, 0, size)
     start = 0
     for _ in range(64 + size // 2048):
         dot = chunk.find(b".", start, size)
