@@ -16,7 +16,7 @@ from collections.abc import Callable
 from mailbatch.errors import ConnectError, InterruptedRun, SessionLostError
 from mailbatch.job import Rate, RetryPolicy
 from mailbatch.journal import Journal
-from mailbatch.transport import Outcome, Transport
+from mailbatch.transport import AfterEnd, Envelope, Outcome, Transport
 
 __all__ = ["Sender"]
 
@@ -86,10 +86,11 @@ class Sender:
         self.connect()
 
     def deliver(self, key: str, sender: str, recipients: list[str], data: bytes,
-                name: str, after_end: Callable[[], None] | None = None) -> Outcome:
+                name: str, after_end: AfterEnd | None = None) -> Outcome:
         """Send one message and record its final state; raise only to stop the batch.
         ``after_end`` is passed to the transport (see Transport.send); it may run more than
-        once if the message is retried.
+        once if the message is retried. The next envelope it announces goes to the transport
+        only if the next message will be sent right after this one on this connection.
 
         A LoginError on reconnecting, SessionLostError, InterruptedRun and StateError stop the
         batch; the message in hand is then ``pending`` (or ``uncertain``/``deferred``) in the
@@ -120,7 +121,7 @@ class Sender:
                 self._ensure_open()
                 self._wait_for_slot()
                 last = self.transport.send(sender, recipients, data, name, before_end,
-                                           after_end)
+                                           self._announcing(after_end))
             except ConnectError as err:
                 self._open = False
                 last = Outcome("retry", None, str(err))
@@ -130,7 +131,9 @@ class Sender:
                                   attempts=attempt)
                 return last
             # A transient failure: the server did not take the message, so it may be resent.
-            lost_session = not getattr(self.transport, "is_open", True)
+            # A 4xx reply (421 aside: closing) means the server is there and answering, even
+            # when the transport hung up to end a pipelined envelope; else the session went.
+            lost_session = last.code is None or last.code == 421 or not 400 <= last.code < 500
             if uncertain:  # a 4xx answer to the end of DATA: definitely not delivered
                 self.journal.mark(self.batch, key, "pending", last.code, last.message)
             elapsed = self.monotonic() - started
@@ -154,6 +157,23 @@ class Sender:
                 self.journal.mark(self.batch, key, "pending", last.code, last.message,
                                   attempts=attempt)
                 raise InterruptedRun(f"stopped while waiting to retry; {_RESUME}")
+
+    def _announcing(self, after_end: AfterEnd | None) -> AfterEnd | None:
+        """``after_end``, passing on the next envelope only when nothing comes between: no
+        rate limit wait, no reconnect for ``per_connection``, no stop, within SIZE."""
+        if after_end is None:
+            return None
+
+        def announce() -> Envelope | None:
+            upcoming = after_end()
+            limit = self.transport.max_size
+            if upcoming is None or self.rate is not None or self.stop.is_set() or (
+                    self.per_connection and self.on_connection + 2 > self.per_connection) or (
+                    limit and upcoming.size > limit):
+                return None
+            return upcoming
+
+        return announce
 
     def _wait_for_slot(self) -> None:
         """Space transactions ``rate.interval`` apart (a provider's ``N/minute`` limit)."""

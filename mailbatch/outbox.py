@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mailbatch.errors import StateError
-from mailbatch.transport import Outcome
+from mailbatch.transport import AfterEnd, Outcome
 
 __all__ = ["FileTransport"]
 
@@ -38,8 +38,7 @@ class FileTransport:
         pass
 
     def send(self, sender: str, recipients: list[str], data: bytes, name: str,
-             before_end: Callable[[], None],
-             after_end: Callable[[], None] | None = None) -> Outcome:
+             before_end: Callable[[], None], after_end: AfterEnd | None = None) -> Outcome:
         path = self.outbox / f"{re.sub(r'[^A-Za-z0-9@._+-]', '_', name)}.eml"
         tmp = path.with_suffix(".eml.tmp")
         try:

@@ -31,7 +31,7 @@ from mailbatch.render import Rendered, Renderer, RenderFailure
 from mailbatch.renderpool import RenderPool, Result
 from mailbatch.report import Report, write_report
 from mailbatch.spool import Spool
-from mailbatch.transport import Outcome, SmtpTransport, Transport
+from mailbatch.transport import Envelope, Outcome, SmtpTransport, Transport
 
 __all__ = ["RunOptions", "as_test_send", "prepare", "run"]
 
@@ -172,7 +172,8 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
 def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender: Sender,
               total: int, options: RunOptions, spool: Spool | None = None) -> None:
     sender_address = job.sender_address  # a property that parses ``from`` on every call
-    upcoming = _Lookahead(_composed(job, renderer, journal, batch, options, spool))
+    upcoming = _Lookahead(_composed(job, renderer, journal, batch, options, spool),
+                          sender_address)
     while (message := upcoming.take()) is not None:
         done, recipient, rendered, data = message
         del message
@@ -180,7 +181,7 @@ def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender
         # Compose the next message while the server answers this one, unless this one is
         # large: then it is freed before the next is composed (memory stays one message).
         outcome = sender.deliver(recipient.key, sender_address, rendered.envelope_recipients,
-                                 data, name, upcoming.fetch if len(data) <= LOOKAHEAD else None)
+                                 data, name, upcoming.announce if len(data) <= LOOKAHEAD else None)
         del data
         if options.test_to and outcome.status in ("sent", "refused", "failed", "dry-run"):
             journal.mark(batch, recipient.key, outcome.status, outcome.code,
@@ -230,8 +231,9 @@ class _Lookahead:
     for the server, so an error there is held and raised by the next ``take``, outside the
     transaction (where it would read as a failure of the message in flight)."""
 
-    def __init__(self, messages: Iterator[Composed]) -> None:
+    def __init__(self, messages: Iterator[Composed], sender: str = "") -> None:
         self._messages = messages
+        self._sender = sender
         self._next: Composed | None = None
         self._fetched = False
         self._error: Exception | None = None
@@ -244,6 +246,14 @@ class _Lookahead:
             self._next = next(self._messages, None)
         except Exception as err:
             self._error = err
+
+    def announce(self) -> Envelope | None:
+        """``fetch``, then the envelope of the message ``take`` will return next, if any."""
+        self.fetch()
+        if self._next is None:
+            return None
+        _, _, rendered, data = self._next
+        return Envelope(self._sender, tuple(rendered.envelope_recipients), len(data))
 
     def take(self) -> Composed | None:
         self.fetch()

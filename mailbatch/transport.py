@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 import smtplib
 import socket
 import ssl
@@ -20,7 +21,7 @@ from typing import Protocol
 from mailbatch.errors import ConnectError, LoginError, MailbatchError
 from mailbatch.job import SmtpSettings
 
-__all__ = ["Outcome", "SmtpTransport", "Transport"]
+__all__ = ["Envelope", "Outcome", "SmtpTransport", "Transport"]
 
 log = logging.getLogger(__name__)
 # Security warnings have their own logger so the CLI can show them even with -q.
@@ -40,14 +41,25 @@ class Outcome:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """The next message's envelope, announced while the current one is being answered."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    size: int
+
+
+AfterEnd = Callable[[], "Envelope | None"]
+
+
 class Transport(Protocol):
     max_size: int | None
 
     def open(self) -> None: ...
     def close(self) -> None: ...
     def send(self, sender: str, recipients: list[str], data: bytes, name: str,
-             before_end: Callable[[], None],
-             after_end: Callable[[], None] | None = None) -> Outcome: ...
+             before_end: Callable[[], None], after_end: AfterEnd | None = None) -> Outcome: ...
 
 
 ONE_WRITE = 64 * 1024  # messages up to this size go out with their final "." in one write
@@ -102,6 +114,10 @@ class SmtpTransport:
         self.pipelining = False
         self.where = f"{settings.host}:{settings.port}"
         self._warned = False
+        # The next message's envelope, written after the previous "." with its replies unread
+        # (RFC 2920 3.1: message content may lead a pipelined group).
+        self._ahead: Envelope | None = None
+        self.sent_ahead = 0  # envelopes sent that way (for tests and debugging)
 
     def __enter__(self) -> SmtpTransport:
         self.open()
@@ -124,6 +140,7 @@ class SmtpTransport:
 
     def open(self) -> None:
         s = self.settings
+        self._ahead = None
         if not s.verify and not self._warned:
             self._warned = True  # once per run, however often the session is reopened
             security_log.warning(
@@ -201,6 +218,9 @@ class SmtpTransport:
                 from None
 
     def close(self) -> None:
+        if self._ahead is not None:  # the server may be reading a message: QUIT would be in it
+            self.close_quietly()
+            return
         smtp, self.smtp = self.smtp, None
         if smtp is None:
             return
@@ -210,19 +230,33 @@ class SmtpTransport:
             smtp.close()
 
     def send(self, sender: str, recipients: list[str], data: bytes, name: str,
-             before_end: Callable[[], None],
-             after_end: Callable[[], None] | None = None) -> Outcome:
+             before_end: Callable[[], None], after_end: AfterEnd | None = None) -> Outcome:
         """One SMTP transaction. ``before_end`` runs just before the final ``.`` is sent:
         that is the moment the message may become delivered. ``after_end`` runs once the
         ``.`` is sent, while the server is busy with the message (work that does not depend
-        on the reply overlaps the wait for it)."""
+        on the reply overlaps the wait for it); if it returns the next message's envelope,
+        that goes out at once (pipelined), so the next send starts with its replies."""
         smtp = self.smtp
         assert smtp is not None, "send() before open()"
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead != Envelope(sender, tuple(recipients), len(data)):
+            # Not the message announced (the caller changed its mind): its DATA may have been
+            # accepted, and only hanging up ends that without delivering something.
+            self.close_quietly()
+            return Outcome("retry", None, "the session was left inside another message's "
+                                          "envelope; reconnecting")
         end_sent = False
         try:
-            rejected, refused = self._envelope(smtp, sender, recipients, len(data))
+            rejected, refused = self._envelope(smtp, sender, recipients, len(data),
+                                               sent=ahead is not None)
             if rejected is not None:
                 return rejected
+            if ahead is not None and _hung_up(smtp):
+                # Accepted early, but the server has left (or spoke out of turn) since: send
+                # nothing it might half-deliver; the message stays safe to send again.
+                self.close_quietly()
+                return Outcome("retry", None, "connection lost: the server closed it before "
+                                              "the message was sent")
             body = _dot_stuff(data)
             if len(body) <= ONE_WRITE:
                 # Within the socket's buffer a write succeeds before the server has read a
@@ -236,8 +270,13 @@ class SmtpTransport:
                 end_sent = True
                 smtp.send(b".\r\n")
             del body
-            if after_end is not None:
-                after_end()
+            upcoming = after_end() if after_end is not None else None
+            if upcoming is not None and self.pipelining:
+                commands = self._commands(upcoming.sender, upcoming.recipients, upcoming.size)
+                if len(commands) <= PIPELINE_MAX:
+                    smtp.send("".join(f"{command}\r\n" for command in commands))
+                    self._ahead = upcoming
+                    self.sent_ahead += 1
             code, reply = smtp.getreply()
         except MailbatchError:  # the journal could not record the uncertain window: stop
             self.close_quietly()
@@ -251,25 +290,31 @@ class SmtpTransport:
         if code == 250:
             extra = f" (refused copies: {'; '.join(refused)})" if refused else ""
             return Outcome("sent", code, _text(reply) + extra)
-        return self._reject(code, reply, "end of DATA")
+        # With the next envelope in flight the server may be waiting for its message: no RSET.
+        return self._reject(code, reply, "end of DATA", abort=self._ahead is not None)
+
+    def _commands(self, sender: str, recipients: list[str] | tuple[str, ...],
+                  size: int) -> list[str]:
+        return [f"MAIL FROM:<{sender}> SIZE={size}" if self.max_size else f"MAIL FROM:<{sender}>",
+                *(f"RCPT TO:<{a}>" for a in recipients), "DATA"]
 
     def _envelope(self, smtp: smtplib.SMTP, sender: str, recipients: list[str],
-                  size: int) -> tuple[Outcome | None, list[str]]:
+                  size: int, sent: bool = False) -> tuple[Outcome | None, list[str]]:
         """MAIL, one RCPT per address, DATA; returns (a rejection or None, refused copies).
+        ``sent``: the commands went out already, after the previous message.
 
         Where the server offers PIPELINING (RFC 2920) the commands go out in one write and the
         replies are read together: one round trip instead of two plus one per address. The
         lines are written directly, not with smtp.mail()/rcpt(): those parse each address again
         (about 20 us each), and these are addr-specs validated before the batch started.
         """
-        commands = [f"MAIL FROM:<{sender}> SIZE={size}" if self.max_size
-                    else f"MAIL FROM:<{sender}>", *(f"RCPT TO:<{a}>" for a in recipients),
-                    "DATA"]
+        commands = self._commands(sender, recipients, size)
         replies: list[tuple[int, bytes]] = []
         # Capped: a client that writes without reading must stay well inside the socket
         # buffers, or both sides can block writing (RFC 2920, 3.2).
         if self.pipelining and len(commands) <= PIPELINE_MAX:
-            smtp.send("".join(f"{command}\r\n" for command in commands))
+            if not sent:
+                smtp.send("".join(f"{command}\r\n" for command in commands))
             try:
                 for _ in commands:
                     replies.append(smtp.getreply())
@@ -322,6 +367,7 @@ class SmtpTransport:
             self.close_quietly()
 
     def close_quietly(self) -> None:
+        self._ahead = None
         smtp, self.smtp = self.smtp, None
         if smtp is not None:
             smtp.close()
@@ -331,6 +377,17 @@ def _close(smtp: smtplib.SMTP | None) -> None:
     """Drop a half-opened connection without a QUIT (the session never got going)."""
     if smtp is not None:
         smtp.close()
+
+
+def _hung_up(smtp: smtplib.SMTP) -> bool:
+    """Whether anything (a hang-up, most likely) has arrived since the server's last reply.
+    Nothing should: the client has the word. A poll, not a read, so it never waits."""
+    sock = smtp.sock
+    if sock is None:
+        return True
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    return bool(select.select([sock], [], [], 0)[0])
 
 
 def _dot_stuff(data: bytes) -> bytes:
@@ -348,7 +405,10 @@ def _dot_stuff(data: bytes) -> bytes:
 def _line_leading_dot(data: bytes) -> bool:
     """Whether a line may start with a dot. Most of a large message is base64, which has no
     dots: finding each dot and looking at the byte before it (a memchr) is ten times quicker
-    than searching for CRLF-dot. After as many dots as that search would cost, say maybe."""
+    than searching for CRLF-dot. After as many dots as that search would cost, say maybe.
+    A small message (often text full of dots) is searched outright."""
+    if len(data) <= 16 * 1024:
+        return data.startswith(b".") or b"\n." in data
     start = 0
     for _ in range(64 + len(data) // 2048):
         dot = data.find(b".", start)

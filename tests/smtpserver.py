@@ -238,6 +238,8 @@ class _Handler:
         server.delivered += 1
         if delay := _delay(n, faults.slow_data_reply):
             await asyncio.sleep(delay)  # stored already: only the reply is late
+        if b"MAIL" in bytes(server._reader._buffer):  # the client did not wait for this reply
+            owner._count("envelope ahead")
         if _hits(n, faults.drop_after_every):
             server.hang_up_after_reply = True
         return "250 OK"
@@ -372,6 +374,13 @@ class SmtpTestServer:
         """MAIL commands that arrived with their RCPT already behind them (one client write)."""
         with self._lock:
             return self._counts["pipelined envelope"]
+
+    @property
+    def envelopes_ahead(self) -> int:
+        """Envelopes that arrived before the reply to the previous message's end of DATA was
+        sent (give the reply a delay, slow_data_reply, to see every one)."""
+        with self._lock:
+            return self._counts["envelope ahead"]
 
     @property
     def logins(self) -> int:

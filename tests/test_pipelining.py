@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 
 import pytest
 
-from mailbatch.errors import EXIT_OK, EXIT_PARTIAL, StateError
+from mailbatch.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, StateError
 from mailbatch.runner import _Lookahead
 from tests.batchjobs import addresses, batch_job, run_batch
 
@@ -70,6 +71,78 @@ def test_a_421_to_a_pipelined_envelope_is_retried_on_a_new_connection(
     assert result.code == EXIT_OK, result.error
     assert server.received_count_by_rcpt() == Counter(addresses(5))
     assert server.connections == 3
+
+
+SLOW_DATA_REPLY = (1, 0.2)  # every end-of-DATA reply late, so an envelope sent ahead is seen
+
+
+def test_the_next_envelope_goes_out_right_after_the_previous_message(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory(slow_data_reply=SLOW_DATA_REPLY)
+    job = batch_job(tmp_path, server, ca_file, 4, extra=COPIES)
+
+    result = run_batch(job)
+
+    assert result.code == EXIT_OK, result.error
+    assert server.envelopes_ahead == 3  # every message but the first: one round trip each
+    assert server.received_count_by_rcpt() == Counter(addresses(4) + ["copies@example.org"] * 4)
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("smtp", [{"max_messages_per_connection": 2}, {"rate": "50/second"}],
+                         ids=["reconnect-between", "rate-limit-between"])
+def test_no_envelope_goes_ahead_when_something_comes_between_the_messages(
+        smtp, smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory(slow_data_reply=SLOW_DATA_REPLY)
+    job = batch_job(tmp_path, server, ca_file, 4, **smtp)
+
+    result = run_batch(job)
+
+    assert result.code == EXIT_OK, result.error
+    assert server.received_count_by_rcpt() == Counter(addresses(4))
+    assert [row["attempts"] for row in result.report["recipients"]] == [1, 1, 1, 1]
+    if "max_messages_per_connection" in smtp:
+        assert server.envelopes_ahead == 2  # within each connection of two, none across
+        assert server.connections == 2
+    else:
+        assert server.envelopes_ahead == 0
+
+
+def test_a_failed_end_of_data_with_the_next_envelope_waiting_loses_and_repeats_nothing(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    # The server has accepted the next envelope (354) when the 451 is read: the client must
+    # hang up (RSET would be read as message text), retry the message and go on.
+    server = smtp_server_factory(tempfail_every=2)
+    job = batch_job(tmp_path, server, ca_file, 3)
+
+    result = run_batch(job)
+
+    assert result.code == EXIT_OK, result.error
+    assert result.statuses == dict.fromkeys(addresses(3), "sent")
+    assert server.received_count_by_rcpt() == Counter(addresses(3))
+    assert server.connections == 3  # each 451 (the 2nd and 4th end of DATA) ends a session
+
+
+def test_stopping_with_the_next_envelope_waiting_leaves_that_message_pending(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory()
+    job = batch_job(tmp_path, server, ca_file, 4)
+    stop = threading.Event()
+
+    def stop_after_two(done: int, *_: object) -> None:
+        if done == 2:
+            stop.set()  # what SIGTERM does; the third envelope is already at the server
+
+    first = run_batch(job, stop=stop, progress=stop_after_two)
+
+    assert first.code == EXIT_INTERRUPTED
+    assert first.counts == Counter(sent=2, pending=2)
+    assert server.received_count_by_rcpt() == Counter(addresses(2))
+
+    second = run_batch(job)
+
+    assert second.code == EXIT_OK, second.error
+    assert server.received_count_by_rcpt() == Counter(addresses(4))
 
 
 def test_a_message_that_fails_while_composed_ahead_is_recorded_alone(
