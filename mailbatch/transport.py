@@ -273,8 +273,7 @@ class SmtpTransport:
             upcoming = after_end() if after_end is not None else None
             if upcoming is not None and self.pipelining:
                 commands = self._commands(upcoming.sender, upcoming.recipients, upcoming.size)
-                if len(commands) <= PIPELINE_MAX:
-                    smtp.send("".join(f"{command}\r\n" for command in commands))
+                if len(commands) <= PIPELINE_MAX and _write_ahead(smtp, commands):
                     self._ahead = upcoming
                     self.sent_ahead += 1
             code, reply = smtp.getreply()
@@ -377,6 +376,21 @@ def _close(smtp: smtplib.SMTP | None) -> None:
     """Drop a half-opened connection without a QUIT (the session never got going)."""
     if smtp is not None:
         smtp.close()
+
+
+def _write_ahead(smtp: smtplib.SMTP, commands: list[str]) -> bool:
+    """Write the next envelope; False if that fails. Not smtp.send(): on a failed write it
+    closes the connection, and the reply to the message just sent (perhaps a 250 before a
+    hang-up) may be waiting to be read: it decides whether that message was delivered."""
+    text = "".join(f"{command}\r\n" for command in commands)
+    if smtp.debuglevel:
+        smtp._print_debug("send:", repr(text))  # type: ignore[attr-defined]
+    try:
+        assert smtp.sock is not None
+        smtp.sock.sendall(text.encode(smtp.command_encoding))
+    except OSError:
+        return False
+    return True
 
 
 def _hung_up(smtp: smtplib.SMTP) -> bool:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections import Counter
 
 import pytest
 
 from mailbatch.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, StateError
+from mailbatch.job import load_job
 from mailbatch.runner import _Lookahead
+from mailbatch.transport import Envelope, SmtpTransport
 from tests.batchjobs import addresses, batch_job, run_batch
+from tests.smtpserver import PASSWORD
 
 COPIES = 'cc: "copies@example.org"\n'
 
@@ -143,6 +148,31 @@ def test_stopping_with_the_next_envelope_waiting_leaves_that_message_pending(
 
     assert second.code == EXIT_OK, second.error
     assert server.received_count_by_rcpt() == Counter(addresses(4))
+
+
+def test_a_failed_write_of_the_next_envelope_still_reads_the_reply_to_the_message_sent(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    # smtplib's send() closes the connection when a write fails, which would throw away the
+    # server's 250 for the message just sent and leave it uncertain.
+    server = smtp_server_factory()
+    job = load_job(batch_job(tmp_path, server, ca_file, 1))
+    transport = SmtpTransport(job.smtp, lambda: PASSWORD)
+    transport.open()
+
+    def close_our_side() -> Envelope:  # the next write fails for real: EPIPE
+        assert transport.smtp is not None and transport.smtp.sock is not None
+        with socket.socket(fileno=os.dup(transport.smtp.sock.fileno())) as raw:
+            raw.shutdown(socket.SHUT_WR)
+        return Envelope("reports@example.org", ("user2@example.org",), 100)
+
+    outcome = transport.send("reports@example.org", ["user1@example.org"],
+                             b"Subject: hi\r\n\r\nHello\r\n", "000001-user1", lambda: None,
+                             close_our_side)
+    transport.close()
+
+    assert outcome.status == "sent", outcome
+    assert transport.sent_ahead == 0
+    assert [m.rcpt_tos for m in server.messages] == [["user1@example.org"]]
 
 
 def test_a_message_that_fails_while_composed_ahead_is_recorded_alone(
