@@ -154,7 +154,7 @@ def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> C
     main() can be called repeatedly (tests, embedding) without handlers piling up."""
     root = logging.getLogger("mailbatch")
     saved = (root.handlers[:], root.level, root.propagate)
-    smtp_log, security_log = logging.getLogger("mailbatch.transport"), logging.getLogger(
+    smtp_log, security_log = logging.getLogger("mailbatch.session"), logging.getLogger(
         "mailbatch.security")
     saved_levels = (smtp_log.level, security_log.level)
     # --debug-smtp shows the conversation whatever -q/-v say; security warnings survive -q.

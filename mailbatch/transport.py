@@ -1,7 +1,7 @@
 """Transports: where composed messages go. One small contract, two backends.
 
-``SmtpTransport`` (here) holds one TLS session for many messages; ``FileTransport``
-(outbox.py) is the dry run.
+``SmtpTransport`` (here) holds one TLS session (opened by session.py) for many messages;
+``FileTransport`` (outbox.py) is the dry run.
 ``send`` never raises for a per-message problem: it returns an Outcome, so the caller decides
 between retrying, recording and moving on. Session problems (connect, login) raise.
 """
@@ -9,21 +9,20 @@ between retrying, recording and moving on. Session problems (connect, login) rai
 from __future__ import annotations
 
 import logging
-import re
 import select
 import smtplib
-import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from mailbatch.errors import ConnectError, LoginError, MailbatchError
+from mailbatch import session
+from mailbatch.errors import MailbatchError
 from mailbatch.job import SmtpSettings
+from mailbatch.session import reason, reply_text
 
 __all__ = ["Envelope", "Outcome", "SmtpTransport", "Transport"]
 
-log = logging.getLogger(__name__)
 # Security warnings have their own logger so the CLI can show them even with -q.
 security_log = logging.getLogger("mailbatch.security")
 
@@ -64,40 +63,6 @@ class Transport(Protocol):
 
 ONE_WRITE = 64 * 1024  # messages up to this size go out with their final "." in one write
 PIPELINE_MAX = 100  # commands in one pipelined group: MAIL, the RCPTs and DATA
-_AUTH_COMMAND = re.compile(r"(?i)^send: b?['\"](AUTH +[A-Z0-9_-]+)")
-_FINAL_REPLY = re.compile(r"^reply: b'[2-5]\d\d[ -]")
-
-
-class _Debug:
-    """Routes smtplib's debug output to logging, with AUTH exchanges redacted.
-
-    Everything the client sends from ``AUTH`` until the server's final (non-334) reply is
-    replaced: PLAIN's initial response, LOGIN's separate username and password lines, and
-    the XOAUTH2 token are all credentials, base64 or not.
-    """
-
-    _in_auth = False
-
-    def _print_debug(self, *args: object) -> None:
-        text = " ".join(str(a) for a in args)
-        if text.startswith("send:"):
-            verb = _AUTH_COMMAND.match(text)
-            if verb:
-                text = f"send: '{verb.group(1)} [redacted]'"
-                self._in_auth = True
-            elif self._in_auth:
-                text = "send: '[redacted]'"
-        elif self._in_auth and _FINAL_REPLY.match(text) and not text.startswith("reply: b'334"):
-            self._in_auth = False
-        log.debug("smtp %s", text)
-
-
-class _SMTP(_Debug, smtplib.SMTP):
-    pass
-
-
-class _SMTP_SSL(_Debug, smtplib.SMTP_SSL):
-    pass
 
 
 class SmtpTransport:
@@ -130,104 +95,31 @@ class SmtpTransport:
     def is_open(self) -> bool:
         return self.smtp is not None
 
-    def context(self) -> ssl.SSLContext:
-        s = self.settings
-        context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
-        if not s.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
-
     def open(self) -> None:
-        s = self.settings
         self._ahead = None
-        if not s.verify and not self._warned:
+        if not self.settings.verify and not self._warned:
             self._warned = True  # once per run, however often the session is reopened
             security_log.warning(
                 "%s: smtp.verify_certificate is false: the server's TLS certificate is NOT "
                 "checked, so anyone on the network path can read the password and messages; "
                 "give the server's CA with smtp.ca_file instead", self.where)
-        try:
-            context = self.context()
-        except (OSError, ssl.SSLError) as err:
-            raise ConnectError(f"{s.ca_file}: cannot load the CA file: {err}; check "
-                               "smtp.ca_file") from None
-        smtp: smtplib.SMTP | None = None
-        starttls_offered = True
-        try:
-            if s.security == "tls":
-                smtp = _SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
-            else:
-                smtp = _SMTP(s.host, s.port, timeout=s.timeout)
-            if self.debug:
-                smtp.set_debuglevel(1)
-            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            smtp.ehlo()
-            if s.security == "starttls":
-                starttls_offered = smtp.has_extn("starttls")
-                if starttls_offered:
-                    smtp.starttls(context=context)
-                    smtp.ehlo()
-        except ssl.SSLCertVerificationError as err:
-            _close(smtp)
-            raise ConnectError(f"{self.where}: the server's TLS certificate is not trusted "
-                               f"({err.verify_message}); if it uses a private CA, give it with "
-                               "smtp.ca_file") from None
-        except (OSError, smtplib.SMTPException) as err:
-            _close(smtp)
-            raise ConnectError(f"{self.where}: cannot connect: {_reason(err)}; check smtp.host "
-                               "and smtp.port, and that the server is up") from None
-        if not starttls_offered:  # never send the password over an unencrypted connection
-            _close(smtp)
-            raise ConnectError(f"{self.where}: the server does not offer STARTTLS; refusing to "
-                               "log in or send without encryption (use security: tls if it "
-                               "speaks implicit TLS, usually on port 465)")
+        smtp = session.connect(self.settings, self.debug)
+        if self.settings.username:
+            if self._cached_secret is None:
+                self._cached_secret = self._secret()
+            session.login(smtp, self.settings, self._cached_secret)
         self.smtp = smtp
         size = smtp.esmtp_features.get("size", "").strip()
         self.max_size = int(size) if size.isdigit() and int(size) > 0 else None
         self.pipelining = smtp.has_extn("pipelining")
-        if s.username:
-            self._login(smtp)
-
-    def _login(self, smtp: smtplib.SMTP) -> None:
-        s = self.settings
-        if self._cached_secret is None:
-            self._cached_secret = self._secret()
-        secret = self._cached_secret
-        try:
-            if s.password and s.password.oauth2:
-                token = f"user={s.username}\x01auth=Bearer {secret}\x01\x01"
-                smtp.auth("XOAUTH2", lambda challenge=None: token if challenge is None else "",
-                          initial_response_ok=True)
-            else:
-                smtp.login(s.username or "", secret)
-        except smtplib.SMTPAuthenticationError as err:
-            self.close()
-            raise LoginError(f"login refused by {s.host} for {s.username}: {err.smtp_code} "
-                             f"{_text(err.smtp_error)}", code=err.smtp_code) from None
-        except smtplib.SMTPNotSupportedError:
-            self.close()
-            raise LoginError(f"{self.where} does not offer AUTH; remove smtp.username to send "
-                             "without logging in") from None
-        except smtplib.SMTPException as err:
-            self.close()
-            raise ConnectError(f"{self.where}: login failed: {_reason(err)}") from None
-        except OSError as err:
-            self.close()
-            raise ConnectError(f"{self.where}: connection lost during login: {_reason(err)}") \
-                from None
 
     def close(self) -> None:
         if self._ahead is not None:  # the server may be reading a message: QUIT would be in it
             self.close_quietly()
             return
         smtp, self.smtp = self.smtp, None
-        if smtp is None:
-            return
-        try:
-            smtp.quit()
-        except (OSError, smtplib.SMTPException):
-            smtp.close()
+        if smtp is not None:
+            session.quit_politely(smtp)
 
     def send(self, sender: str, recipients: list[str], data: bytes, name: str,
              before_end: Callable[[], None], after_end: AfterEnd | None = None) -> Outcome:
@@ -284,11 +176,11 @@ class SmtpTransport:
             self.close_quietly()
             if end_sent:
                 return Outcome("uncertain", None, "connection lost after the message was sent, "
-                               f"before the server confirmed it: {_reason(err)}")
-            return Outcome("retry", None, f"connection lost: {_reason(err)}")
+                               f"before the server confirmed it: {reason(err)}")
+            return Outcome("retry", None, f"connection lost: {reason(err)}")
         if code == 250:
             extra = f" (refused copies: {'; '.join(refused)})" if refused else ""
-            return Outcome("sent", code, _text(reply) + extra)
+            return Outcome("sent", code, reply_text(reply) + extra)
         # With the next envelope in flight the server may be waiting for its message: no RSET.
         return self._reject(code, reply, "end of DATA", abort=self._ahead is not None)
 
@@ -333,7 +225,7 @@ class SmtpTransport:
                 address = recipients[i - 1]
                 stage, ok = f"RCPT TO {address}", code in (250, 251)
                 if not ok and 500 <= code < 600 and address != primary:
-                    refused.append(f"{address}: {code} {_text(reply)}")
+                    refused.append(f"{address}: {code} {reply_text(reply)}")
                     continue  # a copy refused for good: the others still get the message
             else:
                 stage, ok = "DATA", code == 354
@@ -347,7 +239,7 @@ class SmtpTransport:
     def _reject(self, code: int, reply: bytes, stage: str, *, abort: bool = False) -> Outcome:
         """Classify a non-success reply: 4xx and unknown codes are retried, 5xx are final.
         ``abort`` drops the connection instead of RSET (the server is reading a message)."""
-        text = f"{_text(reply)} (at {stage})"
+        text = f"{reply_text(reply)} (at {stage})"
         unknown = code == 421 or code < 400 or code >= 600
         if abort or unknown:
             self.close_quietly()
@@ -368,14 +260,7 @@ class SmtpTransport:
     def close_quietly(self) -> None:
         self._ahead = None
         smtp, self.smtp = self.smtp, None
-        if smtp is not None:
-            smtp.close()
-
-
-def _close(smtp: smtplib.SMTP | None) -> None:
-    """Drop a half-opened connection without a QUIT (the session never got going)."""
-    if smtp is not None:
-        smtp.close()
+        session.hang_up(smtp)
 
 
 def _write_ahead(smtp: smtplib.SMTP, commands: list[str]) -> bool:
@@ -432,18 +317,3 @@ def _line_leading_dot(data: bytes) -> bool:
             return True
         start = dot + 1
     return True
-
-
-def _text(reply: bytes | str) -> str:
-    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-
-
-def _reason(err: BaseException) -> str:
-    if isinstance(err, socket.timeout | TimeoutError):
-        return "timed out"
-    if isinstance(err, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(err, smtplib.SMTPResponseException):
-        return f"{err.smtp_code} {_text(err.smtp_error)}"
-    return str(err) or type(err).__name__
-

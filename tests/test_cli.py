@@ -199,4 +199,4 @@ def test_main_leaves_logging_as_it_found_it(job_path, capsys):
     assert main(["check", str(job_path)]) == 0
 
     assert (list(logger.handlers), logger.level, logger.propagate) == before
-    assert logging.getLogger("mailbatch.transport").level == logging.NOTSET
+    assert logging.getLogger("mailbatch.session").level == logging.NOTSET

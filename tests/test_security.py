@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from mailbatch.cli import main
-from mailbatch.transport import _SMTP_SSL
+from mailbatch.session import _SMTP_SSL
 from tests.helpers import PASSWORD_ENV, smtp_block, write_job
 from tests.smtpserver import OAUTH2_TOKEN, PASSWORD, USERNAME
 
@@ -76,7 +76,7 @@ def test_debug_smtp_redacts_auth_login_username_and_password_lines(
 
 def test_successful_auth_login_is_redacted_too(smtp_server, ca_file, caplog):
     context = ssl.create_default_context(cafile=str(ca_file))
-    caplog.set_level(logging.DEBUG, logger="mailbatch.transport")
+    caplog.set_level(logging.DEBUG, logger="mailbatch.session")
     with _SMTP_SSL(smtp_server.host, smtp_server.port, context=context, timeout=5) as smtp:
         smtp.set_debuglevel(1)
         smtp.ehlo()
@@ -85,7 +85,7 @@ def test_successful_auth_login_is_redacted_too(smtp_server, ca_file, caplog):
         smtp.noop()
 
     assert code == 235 and smtp_server.login_mechanisms == ["LOGIN"]
-    lines = [r.getMessage() for r in caplog.records if r.name == "mailbatch.transport"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "mailbatch.session"]
     assert "smtp send: 'AUTH LOGIN [redacted]'" in lines
     assert lines.count("smtp send: '[redacted]'") == 2  # username, then password
     assert any(line.startswith("smtp send: 'noop") for line in lines)  # redaction ended
@@ -360,10 +360,9 @@ def test_preview_shows_control_characters_from_recipient_data_escaped(
 
 
 def test_the_tls_context_verifies_certificate_and_host_name_by_default(ca_file):
-    """The transport's context verifies the certificate and the host name by default."""
+    """The session's context verifies the certificate and the host name by default."""
     from mailbatch.job import SmtpSettings
-    from mailbatch.transport import SmtpTransport
+    from mailbatch.session import tls_context
 
-    context = SmtpTransport(SmtpSettings(host="h", port=465, ca_file=ca_file),
-                            lambda: "").context()
+    context = tls_context(SmtpSettings(host="h", port=465, ca_file=ca_file))
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
