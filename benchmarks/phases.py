@@ -36,13 +36,13 @@ class Sizes:
     a_per_message: int = 50
     a_wire_default: int = 50
     a_wire_pipelined: int = 2_000
-    a_pool: int = 400  # distinct prebuilt wire messages, reused round-robin
+    a_pool: int = 200  # distinct prebuilt wire messages, reused round-robin
     b: int = 20_000
     b_naive: int = 400
     b_per_message: int = 200
     b_wire_default: int = 1_000
     b_wire_pipelined: int = 2_500
-    b_pool: int = 1_000
+    b_pool: int = 500
     c_dry: tuple[int, ...] = (10_000, 100_000)
     c_big: int = 1_000
     c_big_bytes: int = 20 * MIB
