@@ -33,7 +33,8 @@ LEGEND = [
     "the most an smtplib client can do against this sink.",
     "wire limit, no TCP_NODELAY: the same loop with default socket options (Nagle on).",
     "wire limit, pipelined: the same prebuilt messages with PIPELINING (RFC 2920), which "
-    "smtplib cannot do: MAIL, RCPT and DATA in one write; the most any client can do here.",
+    "smtplib cannot do: MAIL, RCPT and DATA in one write, then the message, its \".\" and the "
+    "next message's MAIL, RCPT and DATA in another; the most any client can do here.",
     "mailbatch: `python -m mailbatch run job.yaml` in a subprocess, wall time including "
     "interpreter start-up (see the start-up row), fresh state dir per run.",
     "Rates are messages per second over the median of the valid runs; x naive and x wire are "
