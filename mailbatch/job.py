@@ -79,6 +79,7 @@ class SmtpSettings:
     timeout: float = 30.0
     ca_file: Path | None = None
     verify: bool = True
+    pipelining: bool = True  # used where the server offers it; false for a server that breaks
     max_messages_per_connection: int = 0  # 0: no limit
     rate: Rate | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -240,6 +241,7 @@ def _smtp(sec: Section, base: Path) -> SmtpSettings:
     if timeout <= 0:
         raise sec.error("must be a positive number of seconds", "timeout")
     verify = sec.get("verify_certificate", bool, True)
+    pipelining = sec.get("pipelining", bool, True)
     limit = sec.get("max_messages_per_connection", int, 0)
     if limit < 0:
         raise sec.error("must be 0 (no limit) or more", "max_messages_per_connection")
@@ -252,6 +254,7 @@ def _smtp(sec: Section, base: Path) -> SmtpSettings:
         timeout=timeout,
         ca_file=sec.path_("ca_file", base),
         verify=verify,
+        pipelining=pipelining,
         max_messages_per_connection=limit,
         rate=_rate(sec),
         retry=_retry(sec.sub("retry")),

@@ -111,7 +111,7 @@ class SmtpTransport:
         self.smtp = smtp
         size = smtp.esmtp_features.get("size", "").strip()
         self.max_size = int(size) if size.isdigit() and int(size) > 0 else None
-        self.pipelining = smtp.has_extn("pipelining")
+        self.pipelining = self.settings.pipelining and smtp.has_extn("pipelining")
 
     def close(self) -> None:
         if self._ahead is not None:  # the server may be reading a message: QUIT would be in it

@@ -94,6 +94,19 @@ def test_the_next_envelope_goes_out_right_after_the_previous_message(
     assert server.connections == 1
 
 
+def test_pipelining_can_be_turned_off_for_a_server_that_mishandles_it(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory(slow_data_reply=SLOW_DATA_REPLY)
+    job = batch_job(tmp_path, server, ca_file, 3, pipelining=False)
+
+    result = run_batch(job)
+
+    assert result.code == EXIT_OK, result.error
+    assert server.received_count_by_rcpt() == Counter(addresses(3))
+    assert server.pipelined_envelopes == 0
+    assert server.envelopes_ahead == 0
+
+
 @pytest.mark.parametrize("smtp", [{"max_messages_per_connection": 2}, {"rate": "50/second"}],
                          ids=["reconnect-between", "rate-limit-between"])
 def test_no_envelope_goes_ahead_when_something_comes_between_the_messages(
