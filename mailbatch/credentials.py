@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from mailbatch.errors import JobError
-from mailbatch.job import PasswordSource, SmtpSettings
+from mailbatch.smtpsettings import PasswordSource, SmtpSettings
 
 __all__ = ["describe", "get_secret"]
 

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from mailbatch.errors import ConnectError, InterruptedRun, SessionLostError
-from mailbatch.job import Rate, RetryPolicy
 from mailbatch.journal import Journal
+from mailbatch.smtpsettings import Rate, RetryPolicy
 from mailbatch.transport import AfterEnd, Envelope, Outcome, Transport
 
 __all__ = ["Sender"]

@@ -10,7 +10,7 @@ import socket
 import ssl
 
 from mailbatch.errors import ConnectError, LoginError
-from mailbatch.job import SmtpSettings
+from mailbatch.smtpsettings import SmtpSettings
 
 __all__ = ["connect", "hang_up", "login", "quit_politely", "reason", "reply_text",
            "tls_context"]

@@ -18,8 +18,8 @@ from typing import Protocol
 
 from mailbatch import session
 from mailbatch.errors import MailbatchError
-from mailbatch.job import SmtpSettings
 from mailbatch.session import reason, reply_text
+from mailbatch.smtpsettings import SmtpSettings
 
 __all__ = ["Envelope", "Outcome", "SmtpTransport", "Transport"]
 

@@ -10,8 +10,9 @@ import pytest
 
 from mailbatch.delivery import Sender
 from mailbatch.errors import EXIT_OK, EXIT_PARTIAL, InterruptedRun
-from mailbatch.job import RetryPolicy, load_job
+from mailbatch.job import load_job
 from mailbatch.journal import Journal
+from mailbatch.smtpsettings import RetryPolicy
 from mailbatch.transport import SmtpTransport
 from tests.batchjobs import addresses, batch_job, run_batch
 from tests.helpers import smtp_block, write_job

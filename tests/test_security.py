@@ -361,8 +361,8 @@ def test_preview_shows_control_characters_from_recipient_data_escaped(
 
 def test_the_tls_context_verifies_certificate_and_host_name_by_default(ca_file):
     """The session's context verifies the certificate and the host name by default."""
-    from mailbatch.job import SmtpSettings
     from mailbatch.session import tls_context
+    from mailbatch.smtpsettings import SmtpSettings
 
     context = tls_context(SmtpSettings(host="h", port=465, ca_file=ca_file))
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
