@@ -8,6 +8,7 @@ between retrying, recording and moving on. Session problems (connect, login) rai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import smtplib
@@ -279,14 +280,28 @@ def _write_ahead(smtp: smtplib.SMTP, commands: list[str]) -> bool:
 
 
 def _hung_up(smtp: smtplib.SMTP) -> bool:
-    """Whether anything (a hang-up, most likely) has arrived since the server's last reply.
-    Nothing should: the client has the word. A poll, not a read, so it never waits."""
+    """Whether the server hung up (or spoke out of turn) since its last reply: the client has
+    the word, so nothing should have arrived. Never waits. Something readable is looked at
+    without blocking, since TLS may deliver records that carry no data (a TLS 1.3 session
+    ticket or key update): those are no reason to drop the session."""
     sock = smtp.sock
     if sock is None:
         return True
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+    tls = isinstance(sock, ssl.SSLSocket)
+    if not (tls and sock.pending()) and not select.select([sock], [], [], 0)[0]:
+        return False
+    timeout = sock.gettimeout()
+    try:
+        sock.setblocking(False)
+        sock.recv(1)  # data out of turn (the session is spoiled) or b"": a hang-up
         return True
-    return bool(select.select([sock], [], [], 0)[0])
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return False  # a TLS record without data, handled by the read
+    except OSError:
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(timeout)
 
 
 def _dot_stuff(data: bytes) -> bytes:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
 import socket
+import ssl
 import threading
+import types
 from collections import Counter
 
 import pytest
@@ -12,7 +15,7 @@ import pytest
 from mailbatch.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, StateError
 from mailbatch.job import load_job
 from mailbatch.runner import _Lookahead
-from mailbatch.transport import Envelope, SmtpTransport
+from mailbatch.transport import Envelope, SmtpTransport, _hung_up
 from tests.batchjobs import addresses, batch_job, run_batch
 from tests.smtpserver import PASSWORD
 
@@ -186,6 +189,39 @@ def test_a_failed_write_of_the_next_envelope_still_reads_the_reply_to_the_messag
     assert outcome.status == "sent", outcome
     assert transport.sent_ahead == 0
     assert [m.rcpt_tos for m in server.messages] == [["user1@example.org"]]
+
+
+def test_only_a_hang_up_or_data_out_of_turn_counts_as_the_server_gone(ca):
+    # TLS 1.3 servers send session tickets after the handshake: readable, but no data.
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    left, right = socket.socketpair()
+    outcome: dict[str, ssl.SSLSocket] = {}
+    accept = threading.Thread(target=lambda: outcome.setdefault(
+        "server", server_ctx.wrap_socket(right, server_side=True)))
+    accept.start()
+    client = client_ctx.wrap_socket(left, server_hostname="127.0.0.1")
+    accept.join(10)
+    server = outcome["server"]
+    session = types.SimpleNamespace(sock=client)
+    try:
+        assert client.version() == "TLSv1.3"
+        assert select.select([client], [], [], 5)[0]  # the tickets have arrived
+        assert not _hung_up(session)  # type: ignore[arg-type]
+        assert not _hung_up(session)  # type: ignore[arg-type]  # and were consumed
+        server.sendall(b"421 out of turn\r\n")
+        assert select.select([client], [], [], 5)[0]
+        assert _hung_up(session)  # type: ignore[arg-type]
+    finally:
+        client.close()
+        server.close()
+
+    left, right = socket.socketpair()
+    right.close()
+    assert _hung_up(types.SimpleNamespace(sock=left))  # type: ignore[arg-type]
+    left.close()
 
 
 def test_a_message_that_fails_while_composed_ahead_is_recorded_alone(
