@@ -17,6 +17,7 @@ from email.utils import formataddr, getaddresses
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from mailbatch.attachments import Attachment, AttachmentProblem, find
 from mailbatch.errors import JobError
@@ -106,6 +107,23 @@ class _Environment(jinja2.Environment):
         return super().getattr(obj, attribute)
 
 
+class _ReadOnce(jinja2.FileSystemLoader):
+    """Each template file that another includes, imports or extends is read once: a file
+    edited during the batch cannot give its messages two versions."""
+
+    def __init__(self, searchpath: list[str]) -> None:
+        super().__init__(searchpath)
+        self.read: dict[str, tuple[str, str | None]] = {}
+
+    def get_source(self, environment: jinja2.Environment,
+                   template: str) -> tuple[str, str | None, Any]:
+        if template not in self.read:
+            source, filename, _ = super().get_source(environment, template)
+            self.read[template] = (source, filename)
+        source, filename = self.read[template]
+        return source, filename, lambda: True
+
+
 class Renderer:
     """Compiles a job's templates once and renders each recipient's message."""
 
@@ -114,9 +132,10 @@ class Renderer:
         self.job = job
         self.now = now or dt.datetime.now().astimezone()
         self._sources = hashlib.sha256()  # every template source compiled: the fingerprint
-        loader = jinja2.FileSystemLoader([str(job.folder)])
+        self._loader = loader = _ReadOnce([str(job.folder)])
+        self._loaded: set[tuple[int, str]] = set()
         common = {"undefined": jinja2.StrictUndefined, "loader": loader,
-                  "keep_trailing_newline": True}
+                  "keep_trailing_newline": True, "auto_reload": False}
         self.text_env = _Environment(autoescape=False, **common)
         self.html_env = _Environment(autoescape=True, **common)
         # In attachment patterns a value is a literal name: a region of "*" must not match
@@ -165,8 +184,13 @@ class Renderer:
             text = source.path.read_text(encoding="utf-8") if source.path is not None \
                 else source.text or ""
             self._sources.update(b"\0" + text.encode())
-            return env.from_string(text)
+            template = env.from_string(text)
+            self._load_references(env, text)
+            return template
         except jinja2.TemplateSyntaxError as err:
+            if err.filename and err.name:  # in a template this one includes or extends
+                raise JobError(f"template syntax error: {err.message}; fix the template",
+                               path=err.filename, line=err.lineno) from None
             where = str(source.path) if source.path else str(self.job.path)
             field = None if source.path else source.name
             raise JobError(f"template syntax error: {err.message}; fix the template",
@@ -178,6 +202,24 @@ class Renderer:
         except OSError as err:
             raise JobError(f"cannot read template: {err.strerror}", path=str(source.path)) \
                 from None
+
+    def _load_references(self, env: jinja2.Environment, text: str) -> None:
+        """Load the templates ``text`` includes, imports or extends by name (and theirs) now,
+        into the fingerprint: a render worker must see the same versions. A name computed
+        while rendering is loaded then, and is not in the fingerprint."""
+        pending = [text]
+        while pending:
+            for name in jinja2.meta.find_referenced_templates(env.parse(pending.pop())):
+                if name is None or (id(env), name) in self._loaded:
+                    continue
+                self._loaded.add((id(env), name))
+                try:
+                    env.get_template(name)
+                except jinja2.TemplateNotFound:
+                    continue  # perhaps never used; a render that needs it says so
+                source = self._loader.read[name][0]
+                self._sources.update(b"\0" + name.encode() + b"\0" + source.encode())
+                pending.append(source)
 
     def render(self, recipient: Recipient) -> Rendered:
         """Render everything one recipient gets; any problem raises RenderFailure."""

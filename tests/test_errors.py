@@ -152,6 +152,11 @@ CASES = [
     Case("template syntax error in a file", FROM + SUBJECT + "text_template: body.txt.j2\n" +
          RECIPIENTS, CONFIG, ("body.txt.j2:2", "template syntax error"),
          files={"body.txt.j2": "Hello {{ name }},\n{% if %}\n"}),
+    Case("template syntax error in an included file", FROM + SUBJECT +
+         "text_template: body.txt.j2\n" + RECIPIENTS, CONFIG,
+         ("footer.txt.j2:2", "template syntax error"),
+         files={"body.txt.j2": "Hello {{ name }},\n{% include 'footer.txt.j2' %}\n",
+                "footer.txt.j2": "Regards\n{% if %}\n"}),
     Case("template syntax error inline", FROM + 'subject: "Report {{ name "\n' + TEXT +
          RECIPIENTS, CONFIG, ("job.yaml", "subject", "template syntax error")),
     Case("undefined variable", FROM + 'subject: "Sales for {{ region }}"\n' + TEXT + RECIPIENTS,

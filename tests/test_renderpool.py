@@ -97,6 +97,25 @@ def test_a_template_changed_after_the_batch_began_is_not_mixed_into_it(tmp_path,
     assert "changed while the batch was being rendered" in caplog.text
 
 
+def test_an_included_template_changed_during_the_batch_is_not_mixed_into_it(tmp_path, caplog):
+    job_path = job_with(tmp_path, MANY)
+    (tmp_path / "body.html").write_text("<p>{{ name }}</p>{% include 'footer.html' %}\n")
+    (tmp_path / "footer.html").write_text("<p>first footer</p>")
+    job = load_job(job_path)
+    renderer = Renderer(job, NOW)  # reads the templates now, the included one too
+    (tmp_path / "footer.html").write_text("<p>second footer</p>")  # before the worker reads it
+    results: list[Result] = []
+
+    with caplog.at_level(logging.WARNING), RenderPool(renderer, worker=True) as pool:
+        for recipient in iter_recipients(job):
+            results += pool.add(recipient)
+        results += pool.finish()
+
+    assert pool.by_worker == 0  # the worker read the second footer: its results are not used
+    assert "changed while the batch was being rendered" in caplog.text
+    assert all(message.html and "first footer" in message.html for _, message, _ in results)
+
+
 def test_a_worker_that_dies_leaves_the_rest_to_the_parent(tmp_path):
     job = load_job(job_with(tmp_path, MANY))
     renderer = Renderer(job, NOW)
