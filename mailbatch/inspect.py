@@ -10,6 +10,7 @@ import datetime as dt
 import email
 import email.policy
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from mailbatch.compose import compose
 from mailbatch.credentials import describe, get_secret
 from mailbatch.errors import RenderError, UsageError
 from mailbatch.job import Job
+from mailbatch.journal import Journal
 from mailbatch.recipients import Recipient, duplicate_failure, iter_recipients
 from mailbatch.render import Renderer, RenderFailure
 from mailbatch.renderpool import RenderPool, Result
@@ -86,7 +88,6 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
     if problem:
         summary.warnings.append(f"password: {problem}")
     failures: list[tuple[int, str]] = []  # (list position, text), as the run lists them
-    seen: dict[str, str] = {}
     files: dict[Path, int] = {}
     cache = AttachmentCache()
 
@@ -103,15 +104,20 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
                 continue
             _count(summary, recipient, rendered.attachments, size, files)
 
-    with RenderPool(renderer) as pool:
+    # Duplicates are found as the run finds them, in a journal's listing (on disk, so the
+    # memory of a check does not grow with the list); this one is thrown away.
+    with tempfile.TemporaryDirectory(prefix="mailbatch-") as tmp, \
+            Journal(Path(tmp) / "check.sqlite") as journal, RenderPool(renderer) as pool:
+        journal.begin()
         for recipient in iter_recipients(job):
             summary.recipients += 1
-            earlier = seen.setdefault(recipient.key, recipient.where)
-            if earlier != recipient.where:
+            earlier = journal.first_seen(recipient.key, recipient.where)
+            if earlier:
                 failures.append((recipient.index, duplicate_failure(recipient, earlier)))
                 continue
             measure(pool.add(recipient))
         measure(pool.finish())
+        journal.rollback()
     if failures:
         raise RenderError.in_list_order(failures)
     summary.attachment_files = len(files)
