@@ -217,6 +217,12 @@ class Renderer:
                     env.get_template(name)
                 except jinja2.TemplateNotFound:
                     continue  # perhaps never used; a render that needs it says so
+                except UnicodeDecodeError:
+                    raise JobError("template is not UTF-8 text; save it as UTF-8",
+                                   path=str(self.job.folder / name)) from None
+                except OSError as err:
+                    raise JobError(f"cannot read template: {err.strerror}",
+                                   path=str(self.job.folder / name)) from None
                 source = self._loader.read[name][0]
                 self._sources.update(b"\0" + name.encode() + b"\0" + source.encode())
                 pending.append(source)

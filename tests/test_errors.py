@@ -157,6 +157,10 @@ CASES = [
          ("footer.txt.j2:2", "template syntax error"),
          files={"body.txt.j2": "Hello {{ name }},\n{% include 'footer.txt.j2' %}\n",
                 "footer.txt.j2": "Regards\n{% if %}\n"}),
+    Case("included template not utf-8", FROM + SUBJECT + "text_template: body.txt.j2\n" +
+         RECIPIENTS, CONFIG, ("footer.txt.j2", "not UTF-8", "save it as UTF-8"),
+         files={"body.txt.j2": "Hello {{ name }},\n{% include 'footer.txt.j2' %}\n",
+                "footer.txt.j2": b"Gr\xfc\xdfe\n"}),
     Case("template syntax error inline", FROM + 'subject: "Report {{ name "\n' + TEXT +
          RECIPIENTS, CONFIG, ("job.yaml", "subject", "template syntax error")),
     Case("undefined variable", FROM + 'subject: "Sales for {{ region }}"\n' + TEXT + RECIPIENTS,
