@@ -186,5 +186,6 @@ def ram_folder(need: int) -> Path | None:
     except OSError:
         return None
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,6 +18,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
 
 from mailbatch.attachments import Attachment, AttachmentProblem, find
 from mailbatch.errors import JobError
@@ -180,36 +181,31 @@ class Renderer:
                            field=name) from None
 
     def _compile(self, env: jinja2.Environment, source: TemplateSource) -> jinja2.Template:
+        where = str(source.path) if source.path else str(self.job.path)
         try:
             text = source.path.read_text(encoding="utf-8") if source.path is not None \
                 else source.text or ""
             self._sources.update(b"\0" + text.encode())
-            template = env.from_string(text)
-            self._load_references(env, text)
+            tree = env.parse(text)  # parsed once: compiled, and searched for the templates it names
+            template = env.from_string(tree)
+            self._load_references(env, tree)
             return template
         except jinja2.TemplateSyntaxError as err:
+            line, field = (err.lineno, None) if source.path else (None, source.name)
             if err.filename and err.name:  # in a template this one includes or extends
-                raise JobError(f"template syntax error: {err.message}; fix the template",
-                               path=err.filename, line=err.lineno) from None
-            where = str(source.path) if source.path else str(self.job.path)
-            field = None if source.path else source.name
+                where, line, field = err.filename, err.lineno, None
             raise JobError(f"template syntax error: {err.message}; fix the template",
-                           path=where, line=err.lineno if source.path else None,
-                           field=field) from None
-        except UnicodeDecodeError:
-            raise JobError("template is not UTF-8 text; save it as UTF-8",
-                           path=str(source.path)) from None
-        except OSError as err:
-            raise JobError(f"cannot read template: {err.strerror}", path=str(source.path)) \
-                from None
+                           path=where, line=line, field=field) from None
+        except (UnicodeDecodeError, OSError) as err:
+            raise _unreadable(where, err) from None
 
-    def _load_references(self, env: jinja2.Environment, text: str) -> None:
-        """Load the templates ``text`` includes, imports or extends by name (and theirs) now,
+    def _load_references(self, env: jinja2.Environment, tree: jinja2.nodes.Template) -> None:
+        """Load the templates ``tree`` includes, imports or extends by name (and theirs) now,
         into the fingerprint: a render worker must see the same versions. A name computed
         while rendering is loaded then, and is not in the fingerprint."""
-        pending = [text]
+        pending = [tree]
         while pending:
-            for name in jinja2.meta.find_referenced_templates(env.parse(pending.pop())):
+            for name in jinja2.meta.find_referenced_templates(pending.pop()):
                 if name is None or (id(env), name) in self._loaded:
                     continue
                 self._loaded.add((id(env), name))
@@ -217,15 +213,11 @@ class Renderer:
                     env.get_template(name)
                 except jinja2.TemplateNotFound:
                     continue  # perhaps never used; a render that needs it says so
-                except UnicodeDecodeError:
-                    raise JobError("template is not UTF-8 text; save it as UTF-8",
-                                   path=str(self.job.folder / name)) from None
-                except OSError as err:
-                    raise JobError(f"cannot read template: {err.strerror}",
-                                   path=str(self.job.folder / name)) from None
+                except (UnicodeDecodeError, OSError) as err:
+                    raise _unreadable(str(self.job.folder / name), err) from None
                 source = self._loader.read[name][0]
                 self._sources.update(b"\0" + name.encode() + b"\0" + source.encode())
-                pending.append(source)
+                pending.append(env.parse(source))
 
     def render(self, recipient: Recipient) -> Rendered:
         """Render everything one recipient gets; any problem raises RenderFailure."""
@@ -297,6 +289,13 @@ class Renderer:
         """Stable per batch and recipient, so a resumed send carries the same Message-ID."""
         seed = f"{self.job.path}\0{self.batch}\0{key}\0{self.message_id_salt}".encode()
         return f"<{hashlib.sha256(seed).hexdigest()[:32]}.mailbatch@{self._domain}>"
+
+
+def _unreadable(path: str, err: UnicodeDecodeError | OSError) -> JobError:
+    """A template file that cannot be read as text, named."""
+    if isinstance(err, UnicodeDecodeError):
+        return JobError("template is not UTF-8 text; save it as UTF-8", path=path)
+    return JobError(f"cannot read template: {err.strerror}", path=path)
 
 
 def _glob_literal(value: Any) -> str:

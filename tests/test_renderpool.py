@@ -42,12 +42,16 @@ def job_with(tmp_path: Path, count: int, broken: set[int] = frozenset()) -> Path
     })
 
 
-def render_pass(job_path: Path, *, worker: bool) -> tuple[list[Result], int]:
-    job = load_job(job_path)
-    renderer = Renderer(job, NOW)
+def renderer_for(job_path: Path) -> Renderer:
+    return Renderer(load_job(job_path), NOW)
+
+
+def render_pass(renderer: Renderer, *, worker: bool) -> tuple[list[Result], int]:
+    """Every recipient through a RenderPool, keeping every other one; returns the results
+    and how many the worker rendered."""
     results: list[Result] = []
     with RenderPool(renderer, worker=worker) as pool:
-        for n, recipient in enumerate(iter_recipients(job)):
+        for n, recipient in enumerate(iter_recipients(renderer.job)):
             results += pool.add(recipient, keep=n % 2 == 0)
         results += pool.finish()
     return results, pool.by_worker
@@ -57,8 +61,8 @@ def test_a_large_batch_rendered_on_two_cores_matches_one_process_message_for_mes
         tmp_path):
     job = job_with(tmp_path, MANY)
 
-    alone, _ = render_pass(job, worker=False)
-    shared, by_worker = render_pass(job, worker=True)
+    alone, _ = render_pass(renderer_for(job), worker=False)
+    shared, by_worker = render_pass(renderer_for(job), worker=True)
 
     assert by_worker >= 2 * CHUNK
     assert shared == alone
@@ -70,8 +74,8 @@ def test_render_failures_from_the_worker_keep_their_place_in_the_list(tmp_path):
     broken = {3, CHUNK * START_AFTER + 5, CHUNK * (START_AFTER + 2) + 1, MANY - 1}
     job = job_with(tmp_path, MANY, broken)
 
-    alone, _ = render_pass(job, worker=False)
-    shared, by_worker = render_pass(job, worker=True)
+    alone, _ = render_pass(renderer_for(job), worker=False)
+    shared, by_worker = render_pass(renderer_for(job), worker=True)
 
     assert by_worker > 0
     assert shared == alone
@@ -82,17 +86,13 @@ def test_render_failures_from_the_worker_keep_their_place_in_the_list(tmp_path):
 
 def test_a_template_changed_after_the_batch_began_is_not_mixed_into_it(tmp_path, caplog):
     job_path = job_with(tmp_path, MANY)
-    job = load_job(job_path)
-    renderer = Renderer(job, NOW)  # reads the templates now
+    renderer = renderer_for(job_path)  # reads the templates now
     (tmp_path / "body.txt").write_text("a new version\n")  # before the worker reads them
-    results: list[Result] = []
 
-    with caplog.at_level(logging.WARNING), RenderPool(renderer, worker=True) as pool:
-        for recipient in iter_recipients(job):
-            results += pool.add(recipient)
-        results += pool.finish()
+    with caplog.at_level(logging.WARNING):
+        results, by_worker = render_pass(renderer, worker=True)
 
-    assert pool.by_worker == 0
+    assert by_worker == 0
     assert all(message.text and "row 4" in message.text for _, message, _ in results)
     assert "changed while the batch was being rendered" in caplog.text
 
@@ -101,17 +101,13 @@ def test_an_included_template_changed_during_the_batch_is_not_mixed_into_it(tmp_
     job_path = job_with(tmp_path, MANY)
     (tmp_path / "body.html").write_text("<p>{{ name }}</p>{% include 'footer.html' %}\n")
     (tmp_path / "footer.html").write_text("<p>first footer</p>")
-    job = load_job(job_path)
-    renderer = Renderer(job, NOW)  # reads the templates now, the included one too
+    renderer = renderer_for(job_path)  # reads the templates now, the included one too
     (tmp_path / "footer.html").write_text("<p>second footer</p>")  # before the worker reads it
-    results: list[Result] = []
 
-    with caplog.at_level(logging.WARNING), RenderPool(renderer, worker=True) as pool:
-        for recipient in iter_recipients(job):
-            results += pool.add(recipient)
-        results += pool.finish()
+    with caplog.at_level(logging.WARNING):
+        results, by_worker = render_pass(renderer, worker=True)
 
-    assert pool.by_worker == 0  # the worker read the second footer: its results are not used
+    assert by_worker == 0  # the worker read the second footer: its results are not used
     assert "changed while the batch was being rendered" in caplog.text
     assert all(message.html and "first footer" in message.html for _, message, _ in results)
 
