@@ -141,13 +141,13 @@ def run_workloads(bench: Bench, s: Sizes, work: Path, ca_pem: Path, only: str) -
     if "A" in only:
         print(f"workload A: {s.a:,} recipients, text + HTML, {s.pdf_bytes // 1024} KiB PDF")
         job = make_workdir(work / "A", s.a, port, ca_pem, s.pdf_bytes)
-        bench.throughput("A", job, s.reps, s.a_naive, s.a_per_message, s.a_wire_default,
-                         s.a_wire_pipelined, s.a_pool)
+        bench.throughput("A", job, s.reps, s.a_naive, s.a_per_message, s.a_wire,
+                         s.a_wire_default, s.a_wire_pipelined, s.a_pool)
     if "B" in only:
         print(f"workload B: {s.b:,} recipients, text + HTML, no attachment")
         job = make_workdir(work / "B", s.b, port, ca_pem, None)
-        bench.throughput("B", job, s.reps, s.b_naive, s.b_per_message, s.b_wire_default,
-                         s.b_wire_pipelined, s.b_pool)
+        bench.throughput("B", job, s.reps, s.b_naive, s.b_per_message, s.b_wire,
+                         s.b_wire_default, s.b_wire_pipelined, s.b_pool)
     if "C" in only:
         for n in s.c_dry:
             print(f"workload C: {MAILBATCH} --dry-run, {n:,} recipients "
