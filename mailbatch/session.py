@@ -26,10 +26,25 @@ class _Debug:
 
     Everything the client sends from ``AUTH`` until the server's final (non-334) reply is
     replaced: PLAIN's initial response, LOGIN's separate username and password lines, and
-    the XOAUTH2 token are all credentials, base64 or not.
+    the XOAUTH2 token are all credentials, base64 or not. Message content (the only thing
+    sent as bytes; commands are text) is logged as its size: it carries the recipients'
+    data, and a 20 MB attachment would otherwise become 20 MB of log.
     """
 
     _in_auth = False
+
+    def send(self, s: str | bytes) -> None:
+        content = isinstance(s, bytes | bytearray) and s != b".\r\n"
+        if not (content and self.debuglevel):  # type: ignore[attr-defined]
+            super().send(s)  # type: ignore[misc]
+            return
+        end = ", then the end of DATA" if s.endswith(b"\r\n.\r\n") else ""
+        self._print_debug("send:", f"[message content: {len(s):,} bytes{end}]")
+        level, self.debuglevel = self.debuglevel, 0  # not repr() the content as well
+        try:
+            super().send(s)  # type: ignore[misc]
+        finally:
+            self.debuglevel = level
 
     def _print_debug(self, *args: object) -> None:
         text = " ".join(str(a) for a in args)

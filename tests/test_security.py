@@ -57,6 +57,19 @@ def test_debug_smtp_shows_the_conversation_with_auth_plain_redacted(
     assert len(smtp_server.messages) == 2
 
 
+def test_debug_smtp_logs_message_content_as_its_size_not_its_text(
+        smtp_server, ca_file, tmp_path, password_env, capsys):
+    job = write_job(tmp_path, smtp_block(smtp_server, ca_file) + BODY)
+
+    assert main(["run", "--debug-smtp", str(job)]) == 0
+
+    err = capsys.readouterr().err
+    assert "Hello Ann" not in err and "Report for Ann" not in err
+    assert err.count("bytes, then the end of DATA]") == 2
+    assert "smtp reply: b'250" in err  # the server's answers are still shown
+    assert all(b"Hello" in m.data for m in smtp_server.messages)
+
+
 def test_debug_smtp_redacts_auth_login_username_and_password_lines(
         smtp_server, ca_file, tmp_path, monkeypatch, capsys):
     """smtplib falls back from PLAIN to LOGIN when PLAIN is refused; LOGIN sends the password
