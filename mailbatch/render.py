@@ -5,11 +5,9 @@ Recipient values are only ever passed to templates as data, never compiled as te
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import glob
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,10 +19,10 @@ import jinja2.meta
 import jinja2.nodes
 
 from mailbatch.attachments import Attachment, AttachmentProblem, find
+from mailbatch.datafiles import load_data
 from mailbatch.errors import JobError
 from mailbatch.job import LINE_BREAKS, Job, TemplateSource
 from mailbatch.recipients import Recipient, is_valid_address
-from mailbatch.yamlfile import load_yaml
 
 __all__ = ["RenderFailure", "Rendered", "Renderer", "run_context"]
 
@@ -306,38 +304,3 @@ def _glob_literal(value: Any) -> str:
 def _present(values: Any) -> tuple[str, ...]:
     """Rendered address values, without the ones that came out blank."""
     return tuple(value.strip() for value in values if value.strip())
-
-
-def load_data(job: Job) -> dict[str, Any]:
-    """Load the job's ``data`` files once per run, for every template to read."""
-    data: dict[str, Any] = {}
-    for name, path in job.data:
-        where = {"path": str(path)}
-        suffix = path.suffix.lower()
-        try:
-            if suffix == ".csv":
-                with path.open(encoding="utf-8-sig", newline="") as file:
-                    data[name] = list(csv.DictReader(file))
-            elif suffix == ".json":
-                data[name] = json.loads(path.read_text(encoding="utf-8"))
-            else:
-                data[name] = _plain(load_yaml(path))
-        except FileNotFoundError:
-            raise JobError(f"data file for {name!r} not found; check data.{name}",
-                           **where) from None
-        except UnicodeDecodeError:
-            raise JobError("data file is not UTF-8; save it as UTF-8", **where) from None
-        except json.JSONDecodeError as err:
-            raise JobError(f"invalid JSON: {err.msg}", line=err.lineno, **where) from None
-        except (OSError, csv.Error) as err:
-            raise JobError(f"cannot read data file: {err}", **where) from None
-    return data
-
-
-def _plain(value: Any) -> Any:
-    """Strip the loader's line bookkeeping so templates see ordinary dicts and lists."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
