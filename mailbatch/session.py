@@ -21,8 +21,8 @@ _AUTH_COMMAND = re.compile(r"(?i)^send: b?['\"](AUTH +[A-Z0-9_-]+)")
 _FINAL_REPLY = re.compile(r"^reply: b'[2-5]\d\d[ -]")
 
 
-class _Debug:
-    """Routes smtplib's debug output to logging, with AUTH exchanges redacted.
+class _SMTP(smtplib.SMTP):
+    """smtplib's SMTP with its debug output routed to logging, AUTH exchanges redacted.
 
     Everything the client sends from ``AUTH`` until the server's final (non-334) reply is
     replaced: PLAIN's initial response, LOGIN's separate username and password lines, and
@@ -35,14 +35,14 @@ class _Debug:
 
     def send(self, s: str | bytes) -> None:
         content = isinstance(s, bytes | bytearray) and s != b".\r\n"
-        if not (content and self.debuglevel):  # type: ignore[attr-defined]
-            super().send(s)  # type: ignore[misc]
+        if not (content and self.debuglevel):
+            super().send(s)
             return
         end = ", then the end of DATA" if s.endswith(b"\r\n.\r\n") else ""
         self._print_debug("send:", f"[message content: {len(s):,} bytes{end}]")
         level, self.debuglevel = self.debuglevel, 0  # not repr() the content as well
         try:
-            super().send(s)  # type: ignore[misc]
+            super().send(s)
         finally:
             self.debuglevel = level
 
@@ -60,11 +60,7 @@ class _Debug:
         log.debug("smtp %s", text)
 
 
-class _SMTP(_Debug, smtplib.SMTP):
-    pass
-
-
-class _SMTP_SSL(_Debug, smtplib.SMTP_SSL):
+class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):
     pass
 
 
