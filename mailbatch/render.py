@@ -6,6 +6,7 @@ Recipient values are only ever passed to templates as data, never compiled as te
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import glob
 import hashlib
 import re
@@ -52,9 +53,10 @@ class Rendered:
     def key(self) -> str:
         return self.recipient.key
 
-    @property
+    @functools.cached_property
     def envelope_recipients(self) -> list[str]:
-        """Every address the server must deliver to: To, Cc and Bcc."""
+        """Every address the server must deliver to: To, Cc and Bcc (parsed once: the sender
+        asks for them twice, to announce the envelope and to send it)."""
         return [address for value in (self.to, *self.cc, *self.bcc)
                 for address in addresses_in(value) if address]
 
