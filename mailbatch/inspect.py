@@ -83,7 +83,7 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
     s = job.smtp
     source, problem = describe(s)
     summary = CheckSummary(job=job.name, batch=renderer.batch, password=source,
-                           server=f"{s.host}:{s.port} ({s.security}"
+                           server=f"{s.where} ({s.security}"
                                   f"{', certificate NOT verified' if not s.verify else ''})")
     if problem:
         summary.warnings.append(f"password: {problem}")

@@ -78,7 +78,7 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
 def connect(settings: SmtpSettings, debug: bool = False) -> smtplib.SMTP:
     """A session that has said EHLO over TLS, not yet logged in; ConnectError otherwise."""
     s = settings
-    where = f"{s.host}:{s.port}"
+    where = s.where
     try:
         context = tls_context(s)
     except (OSError, ssl.SSLError) as err:
@@ -121,7 +121,7 @@ def login(smtp: smtplib.SMTP, settings: SmtpSettings, secret: str) -> None:
     """Log in with the password (or XOAUTH2 token); on failure the session is closed and
     LoginError (refused: a resume will not help) or ConnectError (transient) raised."""
     s = settings
-    where = f"{s.host}:{s.port}"
+    where = s.where
     try:
         if s.password and s.password.oauth2:
             token = f"user={s.username}\x01auth=Bearer {secret}\x01\x01"

@@ -63,6 +63,11 @@ class SmtpSettings:
     rate: Rate | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
+    @property
+    def where(self) -> str:
+        """``host:port``, as messages about the server name it."""
+        return f"{self.host}:{self.port}"
+
 
 def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     """The ``smtp:`` section; paths (the CA file, a password file) relative to ``base``."""

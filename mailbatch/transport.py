@@ -78,7 +78,7 @@ class SmtpTransport:
         self.smtp: smtplib.SMTP | None = None
         self.max_size: int | None = None
         self.pipelining = False
-        self.where = f"{settings.host}:{settings.port}"
+        self.where = settings.where
         self._warned = False
         # The next message's envelope, written after the previous "." with its replies unread
         # (RFC 2920 3.1: message content may lead a pipelined group).
