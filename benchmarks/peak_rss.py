@@ -8,7 +8,7 @@ child started by a harness holding 500 MiB reports at least 500 MiB, both from
 ``wait4``/``RUSAGE_CHILDREN`` and from its own ``RUSAGE_SELF``. ``VmHWM`` in
 ``/proc/self/status`` belongs to the address space created by exec, so it is the child's own.
 
-mailbatch may start a render worker of its own (mailbatch/renderpool.py); its peak is added,
+mailbatch may start a render worker of its own (mailbatch/message/renderpool.py); its peak is added,
 read from ``RUSAGE_CHILDREN``. That figure is an upper bound (it carries mailbatch's own
 resident size when the worker started), so the total errs high, never low.
 """

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mailbatch.batch.report import exit_code_for
+from mailbatch.batch.runner import RunOptions, run
 from mailbatch.errors import MailbatchError
-from mailbatch.job import load_job
-from mailbatch.report import exit_code_for
-from mailbatch.runner import RunOptions, run
+from mailbatch.job.model import load_job
 from tests.helpers import smtp_block, write_job
 from tests.smtpserver import SmtpTestServer
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from mailbatch.cli import main
+from mailbatch.cli.main import main
 from tests.helpers import PASSWORD_ENV, smtp_block, write_job
 from tests.smtpserver import PASSWORD, SmtpTestServer
 

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from mailbatch.cli import main
-from mailbatch.session import _SMTP_SSL
+from mailbatch.cli.main import main
+from mailbatch.smtp.session import _SMTP_SSL
 from tests.helpers import PASSWORD_ENV, smtp_block, write_job
 from tests.smtpserver import OAUTH2_TOKEN, PASSWORD, USERNAME
 
@@ -89,7 +89,7 @@ def test_debug_smtp_redacts_auth_login_username_and_password_lines(
 
 def test_successful_auth_login_is_redacted_too(smtp_server, ca_file, caplog):
     context = ssl.create_default_context(cafile=str(ca_file))
-    caplog.set_level(logging.DEBUG, logger="mailbatch.session")
+    caplog.set_level(logging.DEBUG, logger="mailbatch.smtp.session")
     with _SMTP_SSL(smtp_server.host, smtp_server.port, context=context, timeout=5) as smtp:
         smtp.set_debuglevel(1)
         smtp.ehlo()
@@ -98,7 +98,7 @@ def test_successful_auth_login_is_redacted_too(smtp_server, ca_file, caplog):
         smtp.noop()
 
     assert code == 235 and smtp_server.login_mechanisms == ["LOGIN"]
-    lines = [r.getMessage() for r in caplog.records if r.name == "mailbatch.session"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "mailbatch.smtp.session"]
     assert "smtp send: 'AUTH LOGIN [redacted]'" in lines
     assert lines.count("smtp send: '[redacted]'") == 2  # username, then password
     assert any(line.startswith("smtp send: 'noop") for line in lines)  # redaction ended
@@ -374,8 +374,8 @@ def test_preview_shows_control_characters_from_recipient_data_escaped(
 
 def test_the_tls_context_verifies_certificate_and_host_name_by_default(ca_file):
     """The session's context verifies the certificate and the host name by default."""
-    from mailbatch.session import tls_context
-    from mailbatch.smtpsettings import SmtpSettings
+    from mailbatch.job.smtpsettings import SmtpSettings
+    from mailbatch.smtp.session import tls_context
 
     context = tls_context(SmtpSettings(host="h", port=465, ca_file=ca_file))
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname

@@ -1,0 +1,136 @@
+"""The delivery report: one JSON and one CSV file per batch, each written whole or not at all.
+
+Rows are streamed from the journal into a temporary file that is then renamed over the
+report, so a reader never sees half a report and memory stays flat for any batch size.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from mailbatch.batch.journal import Entry
+from mailbatch.errors import EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL, StateError
+
+__all__ = ["CSV_COLUMNS", "Report", "atomic_file", "exit_code_for", "write_report"]
+
+CSV_COLUMNS = ("index", "address", "status", "code", "message", "message_id", "attachments",
+               "attempts", "time")
+
+
+@dataclass
+class Report:
+    """What a run did; the CLI prints its summary line, the scheduler keeps it as status."""
+
+    job: str
+    job_file: str
+    batch: str
+    resumed: bool
+    dry_run: bool
+    started: str
+    finished: str
+    server: dict[str, Any]
+    counts: dict[str, int]
+    json_path: Path | None = None
+    csv_path: Path | None = None
+    error: str | None = None
+    test_send: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        """One line for stderr and for cron mail."""
+        shown = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n)
+        what = "dry run" if self.dry_run else ("test send" if self.test_send else "batch")
+        resumed = " (resumed)" if self.resumed else ""
+        where = f"; report: {self.json_path}" if self.json_path else ""
+        return f"{self.job}: {what} {self.batch}{resumed}: {shown or 'no recipients'}{where}"
+
+    def metadata(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("json_path", "csv_path"):
+            data.pop(name)
+        data["total"] = self.total
+        return data
+
+
+def exit_code_for(report: Report) -> int:
+    """0 all sent; 75 some still to send (a re-run resumes); 1 some refused, failed, uncertain.
+
+    One mapping for ``mailbatch run`` and the scheduler, so cron and the status file agree."""
+    counts = report.counts
+    if counts.get("pending") or counts.get("deferred"):
+        return EXIT_TEMPFAIL
+    if counts.get("refused") or counts.get("failed") or counts.get("uncertain"):
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def write_report(report: Report, entries: Callable[[], Iterable[Entry]]) -> None:
+    """Write ``report.json_path`` and ``report.csv_path`` atomically.
+
+    ``entries()`` is called once per file and streams the journal's rows, so the report of a
+    100,000-recipient batch never sits in memory.
+    """
+    if report.json_path:
+        with atomic_file(report.json_path) as file:
+            _write_json(file, report, entries())
+    if report.csv_path:
+        with atomic_file(report.csv_path, newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(CSV_COLUMNS)
+            for entry in entries():
+                writer.writerow(_row(entry))
+
+
+def _write_json(file: IO[str], report: Report, entries: Iterable[Entry]) -> None:
+    head = json.dumps(report.metadata(), indent=2, ensure_ascii=False)
+    file.write(head[:-2] + ',\n  "recipients": [')  # reopen the object to stream the rows
+    for i, entry in enumerate(entries):
+        file.write(",\n    " if i else "\n    ")
+        file.write(json.dumps(_record(entry), ensure_ascii=False))
+    file.write("\n  ]\n}\n")
+
+
+def _record(entry: Entry) -> dict[str, Any]:
+    return {"index": entry.index, "address": entry.address, "status": entry.status,
+            "code": entry.code, "message": entry.message, "message_id": entry.message_id,
+            "attachments": entry.attachments, "attempts": entry.attempts, "time": entry.updated}
+
+
+def _row(entry: Entry) -> list[Any]:
+    attachments = "; ".join(f"{a['name']} ({a['size']} bytes)" for a in entry.attachments)
+    return [entry.index, entry.address, entry.status, entry.code if entry.code else "",
+            entry.message, entry.message_id, attachments, entry.attempts, entry.updated]
+
+
+@contextmanager
+def atomic_file(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
+    """A temporary file beside ``path``, fsynced and renamed over it only if all went well,
+    so a reader (a person, a monitor) never sees half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise StateError(f"{path}: cannot write: {err.strerror}; check the folder is "
+                         "writable") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,347 @@
+"""The command line: argument parsing, logging set-up and printing only.
+
+Heavy modules are imported inside the command that needs them, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mailbatch._version import __version__
+from mailbatch.batch.signals import reload_on_sighup, stop_on_signals
+from mailbatch.cli.helptext import (
+    EPILOG_CHECK,
+    EPILOG_INIT,
+    EPILOG_MAIN,
+    EPILOG_PREVIEW,
+    EPILOG_RUN,
+    EPILOG_SCHEDULE,
+)
+from mailbatch.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    MailbatchError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from mailbatch.service.scheduler import Service
+
+__all__ = ["main"]
+
+log = logging.getLogger("mailbatch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailbatch",
+        description="Send batches of personalised report emails from a YAML job file.",
+        epilog=EPILOG_MAIN, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mailbatch {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="print progress details (-vv for debug)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run", parents=[common], help="send (or resume) a batch",
+        description="Render every message, then send them over one SMTP session and write the "
+                    "delivery report. Re-running the same batch resumes it.",
+        epilog=EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("job", help="the job file (YAML)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="write each message as an .eml file to the outbox; send nothing")
+    run.add_argument("--new-batch", action="store_true",
+                     help="start a fresh batch instead of resuming the current one")
+    run.add_argument("--resend-uncertain", action="store_true",
+                     help="resend messages whose delivery is uncertain (may duplicate them)")
+    run.add_argument("--debug-smtp", action="store_true",
+                     help="log the SMTP conversation (credentials redacted)")
+    run.add_argument("--to", metavar="ADDRESS", type=_address,
+                     help="test send: send the messages to ADDRESS only, subject marked [TEST]; "
+                          "the batch itself is not touched")
+    run.add_argument("--limit", metavar="N", type=_limit, default=None,
+                     help="with --to: how many of the first messages to send (default 1; "
+                          "'all' for every one)")
+    run.set_defaults(func=cmd_run)
+
+    # --- check, preview, init (safe operation) ---
+    _add_safe_commands(commands, common)
+
+    # --- schedule (the long-running service) ---
+    _add_schedule_command(commands, common)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    restore = _configure_logging(args.quiet, args.verbose, getattr(args, "debug_smtp", False))
+    try:
+        return int(args.func(args))
+    except MailbatchError as err:
+        print(f"mailbatch: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("mailbatch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        restore()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mailbatch.batch.report import exit_code_for
+    from mailbatch.batch.runner import RunOptions, run
+    from mailbatch.cli.progress import choose as choose_progress
+    from mailbatch.job.model import load_job
+    from mailbatch.service.notify import send_summary
+
+    _check_test_send_options(args)
+    job = load_job(args.job)
+    progress = choose_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose,
+                               debug=args.debug_smtp, logger=log)
+    options = RunOptions(dry_run=args.dry_run, new_batch=args.new_batch,
+                         resend_uncertain=args.resend_uncertain, debug_smtp=args.debug_smtp,
+                         progress=progress, test_to=args.to,
+                         test_limit=1 if args.limit is None else (args.limit or None))
+    failure: MailbatchError | None = None
+    try:
+        with stop_on_signals(options.stop):
+            report = run(job, options)
+    except MailbatchError as err:
+        failure = err
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
+        if failure is not None:  # the job's notify: address hears of it too
+            send_summary(job, getattr(failure, "report", None), failure)
+    code = exit_code_for(report)
+    if not args.quiet or code != EXIT_OK:  # -q: silent on success, so cron mails problems only
+        print(report.summary(), file=sys.stderr)
+    send_summary(job, report)
+    return code
+
+
+def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> Callable[[], None]:
+    """Set up the "mailbatch" logger for one command; returns a function that undoes it, so
+    main() can be called repeatedly (tests, embedding) without handlers piling up."""
+    root = logging.getLogger("mailbatch")
+    saved = (root.handlers[:], root.level, root.propagate)
+    smtp_log, security_log = logging.getLogger("mailbatch.smtp.session"), logging.getLogger(
+        "mailbatch.security")
+    saved_levels = (smtp_log.level, security_log.level)
+    # --debug-smtp shows the conversation whatever -q/-v say; security warnings survive -q.
+    smtp_log.setLevel(logging.DEBUG if debug_smtp else logging.NOTSET)
+    security_log.setLevel(logging.WARNING)
+
+    def restore() -> None:
+        root.handlers[:], root.level, root.propagate = saved[0], saved[1], saved[2]
+        smtp_log.setLevel(saved_levels[0])
+        security_log.setLevel(saved_levels[1])
+
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[
+        min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty():
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:  # cron mails this output: timestamps say when each thing happened
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    return restore
+
+
+# --- check, preview, init (safe operation): commands and helpers ---------------------------
+
+
+def _add_safe_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser,
+                       ) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    check = commands.add_parser(
+        "check", parents=[common], help="validate a job and render every message; send nothing",
+        description="Validate the job, render every message and read every attachment without "
+                    "sending, then print a summary: recipients, attachments, total size.",
+        epilog=EPILOG_CHECK, formatter_class=raw)
+    check.add_argument("job", help="the job file (YAML)")
+    check.add_argument("--connect", action="store_true",
+                       help="also open the TLS session and log in, then quit")
+    check.add_argument("--debug-smtp", action="store_true",
+                       help="with --connect: log the SMTP conversation (credentials redacted)")
+    check.set_defaults(func=cmd_check)
+
+    preview = commands.add_parser(
+        "preview", parents=[common], help="show one rendered message",
+        description="Render one recipient's message and show its headers, text body and "
+                    "attachments; nothing is sent.",
+        epilog=EPILOG_PREVIEW, formatter_class=raw)
+    preview.add_argument("job", help="the job file (YAML)")
+    preview.add_argument("--recipient", "-r", metavar="ADDRESS|INDEX",
+                         help="which recipient: an address, or a position counted from 1 "
+                              "(default: 1)")
+    preview.add_argument("--html-out", metavar="FILE",
+                         help="write the HTML body to FILE, to open in a browser")
+    preview.set_defaults(func=cmd_preview)
+
+    init = commands.add_parser(
+        "init", parents=[common], help="write a starter job, templates and recipients",
+        description="Write a working starter job (job.yaml), its templates, a recipients CSV "
+                    "and example attachments into FOLDER. It runs as a dry run or check "
+                    "without any mail server.",
+        epilog=EPILOG_INIT, formatter_class=raw)
+    init.add_argument("folder", nargs="?", default=".", metavar="FOLDER",
+                      help="where to write the files (default: the current folder)")
+    init.set_defaults(func=cmd_init)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from mailbatch.cli.inspect import check
+    from mailbatch.job.model import load_job
+
+    if args.debug_smtp and not args.connect:
+        raise UsageError("--debug-smtp needs --connect: without it, check does not talk to "
+                         "the server")
+    job = load_job(args.job)
+    summary = check(job, connect=args.connect, debug_smtp=args.debug_smtp)
+    for warning in summary.warnings:
+        print(f"mailbatch: warning: {warning}", file=sys.stderr)
+    if not args.quiet:
+        print("\n".join(summary.lines(job.path)))
+    return EXIT_OK
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from mailbatch.cli.inspect import preview
+    from mailbatch.job.model import load_job
+
+    job = load_job(args.job)
+    shown = preview(job, args.recipient)
+    if args.html_out:
+        if shown.html is None:
+            raise UsageError(f"{job.path}: this job has no HTML body (add html or "
+                             "html_template); nothing written")
+        try:
+            Path(args.html_out).write_text(shown.html, encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"{args.html_out}: cannot write: {err.strerror}") from None
+    print("\n".join(shown.lines(args.html_out)))
+    return EXIT_OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from mailbatch.cli.starter import JOB_FILE, init
+
+    written = init(args.folder)
+    if not args.quiet:
+        job = Path(args.folder) / JOB_FILE
+        print(f"wrote {len(written)} files into {args.folder}:")
+        print("\n".join(f"  {path}" for path in written))
+        print(f"next: mailbatch check {job}\n      mailbatch preview {job}\n"
+              f"      mailbatch run --dry-run {job}\n"
+              f"then set smtp: in {job} and send yourself a test: "
+              f"mailbatch run --to YOU@EXAMPLE.COM {job}")
+    return EXIT_OK
+
+
+def _check_test_send_options(args: argparse.Namespace) -> None:
+    if args.to is None:
+        if args.limit is not None:
+            raise UsageError("--limit applies to a test send only; add --to ADDRESS")
+        return
+    for flag, given in (("--dry-run", args.dry_run), ("--new-batch", args.new_batch),
+                        ("--resend-uncertain", args.resend_uncertain)):
+        if given:
+            raise UsageError(f"--to makes a test send, which never touches the batch: drop "
+                             f"{flag}")
+
+
+def _address(value: str) -> str:
+    from mailbatch.job.addresses import is_valid_address
+
+    if not is_valid_address(value.strip()):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an email address (user@domain)")
+    return value.strip()
+
+
+def _limit(value: str) -> int | None:
+    if value.strip().lower() == "all":
+        return 0  # 0 means "no limit" until cmd_run turns it into None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of messages (1 or more, "
+                                         "or 'all')")
+    return int(value)
+
+
+# --- schedule (the long-running service): command and helpers ------------------------------
+
+
+def _add_schedule_command(commands: argparse._SubParsersAction,
+                          common: argparse.ArgumentParser) -> None:
+    schedule = commands.add_parser(
+        "schedule", parents=[common], help="run jobs on their timetables (a long-running service)",
+        description="Load every job file (a folder's *.yaml files that have a schedule: key, or "
+                    "the files named), print each job's next run, then run each job when it "
+                    "is due, exactly as 'mailbatch run' would, until stopped.",
+        epilog=EPILOG_SCHEDULE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    schedule.add_argument("targets", nargs="+", metavar="FOLDER|JOB",
+                          help="a folder of job files, or job files")
+    schedule.add_argument("--list", action="store_true",
+                          help="print the jobs and their next run times, then exit")
+    schedule.add_argument("--status-file", metavar="PATH",
+                          help="keep a JSON status here (service pid and heartbeat, each job's "
+                               "last run, result, exit code and next run)")
+    schedule.set_defaults(func=cmd_schedule)
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from mailbatch.errors import EXIT_CONFIG
+    from mailbatch.service.scheduler import Service
+
+    # Each run's one-line outcome and each reload are INFO: shown unless -q. With --list, the
+    # list itself says which job files are invalid.
+    loggers = [logging.getLogger(n) for n in (
+        "mailbatch.service.scheduler", "mailbatch.service.notify")]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL if args.list else logging.ERROR if args.quiet else
+                    min(logging.INFO, lg.getEffectiveLevel()))
+    try:
+        service = Service(args.targets, status_file=None if args.list else args.status_file)
+        service.load()
+        if args.list or not args.quiet:
+            print("\n".join(schedule_lines(service)), flush=True)
+        if args.list:
+            return EXIT_CONFIG if any(e.error for e in service.entries.values()) else EXIT_OK
+        with stop_on_signals(service.stop), reload_on_sighup(service.request_reload):
+            service.serve()
+        return EXIT_OK
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.setLevel(level)
+
+
+def schedule_lines(service: Service) -> list[str]:
+    """One line per job: name, next run, timetable, file; invalid files say why."""
+    entries = service.sorted_entries()
+    if not entries:
+        return [f"no scheduled jobs in {', '.join(str(t) for t in service.targets)} (a job "
+                "is scheduled by its schedule: key)"]
+    width = max(len(e.name) for e in entries)
+    lines = []
+    for e in entries:
+        when = e.next_run.astimezone().strftime("%a %Y-%m-%d %H:%M:%S %z") if e.next_run \
+            else "not scheduled"
+        what = e.timetable.text if e.timetable else "-"
+        lines.append(f"{e.name:<{width}}  {when}  {what}  ({e.path})")
+        if e.error:
+            lines.append(f"{'':<{width}}  INVALID: {e.error}")
+    return lines

@@ -1,0 +1,112 @@
+"""Progress of a batch: a bar on a terminal, plain log lines (timestamped by the CLI) elsewhere.
+
+Both are ``RunOptions.progress`` callbacks, called by the runner after each message as
+``progress(done, total, address, outcome)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+from mailbatch.smtp.transport import Outcome
+
+__all__ = ["Bar", "LogLines", "choose"]
+
+log = logging.getLogger(__name__)
+
+
+class LogLines:
+    """One INFO line per message (shown with ``-v``), for cron mail and log files."""
+
+    def __call__(self, done: int, total: int, address: str, outcome: Outcome) -> None:
+        code = f" {outcome.code}" if outcome.code else ""
+        log.info("[%d/%d] %s: %s%s %s", done, total, address, outcome.status, code,
+                 outcome.message)
+
+    def close(self) -> None:
+        pass
+
+
+class Bar:
+    """A one-line bar redrawn in place on a terminal, at most every ``interval`` seconds.
+
+    Log records written to the same terminal clear the line first (see ``attach``), so a
+    warning never ends up glued to the bar.
+    """
+
+    def __init__(self, stream: TextIO, *, width: int = 30, interval: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream = stream
+        self.width = width
+        self.interval = interval
+        self.clock = clock
+        self.counts: dict[str, int] = {}
+        self._last_draw: float | None = None
+        self._shown = False
+        self._filters: list[tuple[logging.Handler, logging.Filter]] = []
+
+    def __call__(self, done: int, total: int, address: str, outcome: Outcome) -> None:
+        self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
+        now = self.clock()
+        last = done >= total
+        if not last and self._last_draw is not None and now - self._last_draw < self.interval:
+            return
+        self._last_draw = now
+        self.stream.write("\r\x1b[K" + self.line(done, total))
+        self.stream.flush()
+        self._shown = True
+
+    def line(self, done: int, total: int) -> str:
+        fraction = min(1.0, done / total) if total else 1.0
+        filled = round(fraction * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
+        return f"[{bar}] {done}/{total} {fraction:4.0%}  {counts}"
+
+    def clear(self) -> None:
+        """Erase the bar so other output starts at the beginning of a clean line."""
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+            self._last_draw = None  # redraw at the next message
+
+    def attach(self, logger: logging.Logger) -> Bar:
+        """Clear the bar before any of ``logger``'s handlers writes a record."""
+        bar = self
+
+        class _ClearFirst(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                bar.clear()
+                return True
+
+        for handler in logger.handlers:
+            clear_first = _ClearFirst()
+            handler.addFilter(clear_first)
+            self._filters.append((handler, clear_first))
+        return self
+
+    def close(self) -> None:
+        """End the bar's line (it stays visible) and stop watching the log handlers."""
+        if self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._shown = False
+        for handler, clear_first in self._filters:
+            handler.removeFilter(clear_first)
+        self._filters.clear()
+
+
+def choose(stream: TextIO, *, quiet: bool, verbose: int, debug: bool = False,
+           logger: logging.Logger | None = None) -> Bar | LogLines | None:
+    """The progress display for these options: none with ``-q``; log lines with ``-v``,
+    ``--debug-smtp`` or when ``stream`` is not a terminal; otherwise a bar."""
+    if quiet:
+        return None
+    if verbose or debug or not stream.isatty():
+        return LogLines()
+    bar = Bar(stream)
+    return bar.attach(logger) if logger is not None else bar

@@ -1,0 +1,155 @@
+"""The ``smtp:`` section of a job file: the server, how to secure the session, where the
+secret comes from (never the secret itself), and the limits and retries of sending."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailbatch.job.fields import Section
+
+__all__ = ["SECURITY_MODES", "PasswordSource", "Rate", "RetryPolicy", "SmtpSettings",
+           "parse_smtp"]
+
+SECURITY_MODES = ("tls", "starttls")
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|s|min|m|h)\s*$")
+_RATE_SECONDS = {"second": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600}
+
+
+@dataclass(frozen=True)
+class PasswordSource:
+    """Where the secret comes from; the secret itself is never part of the job model."""
+
+    kind: str  # "env", "file", "command", "prompt"
+    value: str | tuple[str, ...] = ""
+    oauth2: bool = False  # the secret is an XOAUTH2 bearer token, not a password
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``count`` messages per ``seconds``."""
+
+    count: int
+    seconds: float
+
+    @property
+    def interval(self) -> float:
+        return self.seconds / self.count
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to retry transient failures (4xx, drops, timeouts) before giving up on the run."""
+
+    attempts: int = 5
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    max_time: float = 300.0
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str = "tls"
+    username: str | None = None
+    password: PasswordSource | None = None
+    timeout: float = 30.0
+    ca_file: Path | None = None
+    verify: bool = True
+    pipelining: bool = True  # used where the server offers it; false for a server that breaks
+    max_messages_per_connection: int = 0  # 0: no limit
+    rate: Rate | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @property
+    def where(self) -> str:
+        """``host:port``, as messages about the server name it."""
+        return f"{self.host}:{self.port}"
+
+
+def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
+    """The ``smtp:`` section; paths (the CA file, a password file) relative to ``base``."""
+    if "password" in sec.mapping:
+        raise sec.error("a password must not be written in the job file; use password_env "
+                        "(an environment variable), password_file or password_command", "password")
+    security = sec.text("security", "tls")
+    if security not in SECURITY_MODES:
+        raise sec.error(f"unknown security mode {security!r}; use tls (implicit TLS, port 465) "
+                        "or starttls (port 587)", "security")
+    port = sec.get("port", int, 465 if security == "tls" else 587)
+    if not 0 < port < 65536:
+        raise sec.error("must be a port number between 1 and 65535", "port")
+    username = sec.text("username")
+    sources = []
+    for kind in ("password_env", "password_file", "password_command", "oauth2_token_command"):
+        value = sec.get(kind, (str, list))
+        if value:
+            sources.append((kind, value))
+    if len(sources) > 1:
+        raise sec.error("give only one of password_env, password_file, password_command, "
+                        "oauth2_token_command", sources[1][0])
+    password = None
+    if sources:
+        kind, value = sources[0]
+        if isinstance(value, list):
+            value = tuple(str(v) for v in value)
+        if kind == "password_file":
+            value = str(base / value)
+        password = PasswordSource(kind=kind.removeprefix("password_").replace(
+            "oauth2_token_command", "command"), value=value,
+            oauth2=kind == "oauth2_token_command")
+        if not username:
+            raise sec.error(f"{kind} is set but username is missing", "username")
+    elif username:
+        password = PasswordSource(kind="prompt")
+    timeout = float(sec.get("timeout", (int, float), 30))
+    if timeout <= 0:
+        raise sec.error("must be a positive number of seconds", "timeout")
+    verify = sec.get("verify_certificate", bool, True)
+    pipelining = sec.get("pipelining", bool, True)
+    limit = sec.get("max_messages_per_connection", int, 0)
+    if limit < 0:
+        raise sec.error("must be 0 (no limit) or more", "max_messages_per_connection")
+    settings = SmtpSettings(
+        host=sec.text("host", required=True),
+        port=port,
+        security=security,
+        username=username,
+        password=password,
+        timeout=timeout,
+        ca_file=sec.path_("ca_file", base),
+        verify=verify,
+        pipelining=pipelining,
+        max_messages_per_connection=limit,
+        rate=_rate(sec),
+        retry=_retry(sec.sub("retry")),
+    )
+    sec.done()
+    return settings
+
+
+def _rate(sec: Section) -> Rate | None:
+    value = sec.text("rate")
+    if value is None:
+        return None
+    match = _RATE.match(value)
+    if not match or int(match.group(1)) == 0:
+        raise sec.error(f"{value!r} is not a rate; write it like '30/minute', '2/second' "
+                        "or '500/hour'", "rate")
+    return Rate(int(match.group(1)), _RATE_SECONDS[match.group(2)])
+
+
+def _retry(sec: Section) -> RetryPolicy:
+    default = RetryPolicy()
+    policy = RetryPolicy(
+        attempts=sec.get("attempts", int, default.attempts),
+        backoff=float(sec.get("backoff", (int, float), default.backoff)),
+        max_backoff=float(sec.get("max_backoff", (int, float), default.max_backoff)),
+        max_time=float(sec.get("max_time", (int, float), default.max_time)),
+    )
+    if policy.attempts < 1:
+        raise sec.error("must be at least 1", "attempts")
+    sec.done()
+    return policy

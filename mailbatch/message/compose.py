@@ -1,0 +1,145 @@
+"""Composition: a rendered message to the exact RFC 5322 / MIME bytes that go over the wire.
+
+Written out directly rather than through the ``email`` package, whose header parsing,
+``set_content`` and generator cost more per message than the SMTP transaction itself (a
+text + HTML report: 3.5 ms there, 0.07 ms here). The output is what that package reads back
+without defects, and only ever 7-bit (no server needs 8BITMIME or SMTPUTF8):
+
+- header fields from headers.py: printable ASCII as given, other text as RFC 2047
+  encoded-words, folded to 78 characters where the words allow, never beyond 998;
+- text bodies as 7bit when ASCII with lines of at most 78 characters, else quoted-printable
+  (base64 when that is shorter), always with CRLF line ends;
+- attachment parts pre-encoded once per batch by the AttachmentCache and spliced in;
+- random boundaries, checked against every part that could contain them.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import re
+import time
+from email.utils import formatdate
+from typing import Any
+
+from mailbatch.message.attachments import AttachmentCache, base64_lines
+from mailbatch.message.headers import MAX_LINE, header, policy, unstructured
+from mailbatch.message.render import Rendered
+
+__all__ = ["compose"]
+
+_ADDRESS_HEADERS = frozenset({"sender", "resent-from", "resent-to", "resent-cc",
+                              "resent-sender"})
+# Printable ASCII plus tab and LF: what a 7bit text body may hold (LF becomes CRLF).
+_SEVEN_BIT = bytes(range(32, 127)) + b"\t\n"
+# A line that starts with "." makes the transport copy the whole message to double the dot
+# (RFC 5321 4.5.2), attachments and all; quoted-printable can write it "=2E" where the line
+# has room (76 characters at most).
+_QP_LEADING_DOT = re.compile(rb"\n\.(?=[^\r\n]{0,73}\r\n)")  # a literal start: quick to find
+
+_TEXT_HEAD = {subtype: {cte: (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+                              f"Content-Transfer-Encoding: {cte}\r\n").encode("ascii")
+                        for cte in ("7bit", "quoted-printable", "base64")}
+              for subtype in ("plain", "html")}
+
+
+def compose(message: Rendered, cache: AttachmentCache, date: str | None = None) -> bytes:
+    """The complete message with CRLF line ends; Bcc addresses are never written into it."""
+    head = [header("From", message.sender, True), header("To", message.to, True)]
+    cc = [value for value in message.cc if value.strip()]
+    if cc:
+        head.append(header("Cc", ", ".join(cc), True))
+    if message.reply_to and message.reply_to.strip():
+        head.append(header("Reply-To", message.reply_to, True))
+    head.append(header("Subject", message.subject, False))
+    head.append(_date_line() if date is None else header("Date", date, False))
+    head.append(unstructured("Message-ID", message.message_id))
+    for name, value in message.headers:
+        head.append(header(name, value, name.lower() in _ADDRESS_HEADERS))
+    head.append(b"MIME-Version: 1.0\r\n")
+    body_head, body, literal = _body(message.text, message.html)
+    if not message.attachments:
+        return b"".join(head) + body_head + b"\r\n" + body
+    parts = [cache.pieces(attachment) for attachment in message.attachments]
+    boundary = _boundary([*literal, *(part_head for part_head, _ in parts)])
+    delimiter = b"\r\n--" + boundary + b"\r\n"
+    return b"".join([
+        *head, b'Content-Type: multipart/mixed;\r\n boundary="', boundary, b'"\r\n\r\n--',
+        boundary, b"\r\n", body_head, b"\r\n", body,
+        *(chunk for part_head, part_body in parts for chunk in (delimiter, part_head, part_body)),
+        b"\r\n--", boundary, b"--\r\n",
+    ])
+
+
+# -- bodies --------------------------------------------------------------------------------
+
+def _body(text: str | None, html: str | None) -> tuple[bytes, bytes, list[bytes]]:
+    """The body entity: its Content-* header lines, its body, and the parts of it written
+    literally (7bit), which an enclosing boundary must not occur in."""
+    if text is None or html is None:
+        subtype, content = ("plain", text) if text is not None else ("html", html or "")
+        cte, data = _encode_text(content)
+        return _TEXT_HEAD[subtype][cte], data, [data] if cte == "7bit" else []
+    text_cte, text_data = _encode_text(text)
+    html_cte, html_data = _encode_text(html)
+    literal = [data for cte, data in ((text_cte, text_data), (html_cte, html_data))
+               if cte == "7bit"]
+    boundary = _boundary(literal)
+    head = b'Content-Type: multipart/alternative;\r\n boundary="' + boundary + b'"\r\n'
+    body = b"".join([b"--", boundary, b"\r\n", _TEXT_HEAD["plain"][text_cte], b"\r\n",
+                     text_data, b"\r\n--", boundary, b"\r\n", _TEXT_HEAD["html"][html_cte],
+                     b"\r\n", html_data, b"\r\n--", boundary, b"--\r\n"])
+    return head, body, literal
+
+
+def _encode_text(text: str) -> tuple[str, bytes]:
+    """(transfer encoding, encoded body ending in CRLF). Any line break (CRLF, CR, LF) is a
+    line break; a missing final one is added, as the email package does."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    if text.isascii():
+        data = text.encode("ascii")
+        if not data.translate(None, _SEVEN_BIT) and \
+                max(map(len, data.split(b"\n"))) <= MAX_LINE:
+            return "7bit", data.replace(b"\n", b"\r\n")
+    else:
+        data = text.encode("utf-8")
+    data = data.replace(b"\n", b"\r\n")
+    qp = binascii.b2a_qp(data, istext=True)  # 76-column lines, CRLF kept, soft breaks CRLF
+    if b"\n." in qp:
+        qp = _QP_LEADING_DOT.sub(b"\n=2E", qp)
+    if qp.startswith(b".") and qp.find(b"\r\n") <= 74:
+        qp = b"=2E" + qp[1:]
+    if len(qp) > len(data) * 4 // 3 + len(data) // 28:  # base64 plus its line ends: shorter
+        return "base64", base64_lines(data)
+    return "quoted-printable", qp
+
+
+def _boundary(literal: list[bytes]) -> bytes:
+    """A random boundary. Quoted-printable and base64 cannot contain ``=_``, so only the
+    parts written literally need checking."""
+    while True:
+        boundary = b"=_" + os.urandom(12).hex().encode("ascii")
+        if not any(boundary in data for data in literal):
+            return boundary
+
+
+_date: list[Any] = [None, b""]
+
+
+def _date_line() -> bytes:
+    """The Date header of the current second, formatted once per second."""
+    now = int(time.time())
+    if _date[0] != now:
+        _date[:] = [now, f"Date: {formatdate(now, localtime=True)}\r\n".encode("ascii")]
+    return _date[1]
+
+
+def __getattr__(name: str) -> Any:
+    """``SMTP``: the email package's policy for 7-bit SMTP, for messages still built with it
+    (the notify summary); imported only when asked for, to keep start-up quick."""
+    if name == "SMTP":
+        return policy()
+    raise AttributeError(name)

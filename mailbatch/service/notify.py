@@ -1,0 +1,161 @@
+"""The notify summary: after a run with problems (or every run, if asked) the job's owner is told.
+
+Used by ``mailbatch run`` and by the scheduler alike. The summary goes through the job's own
+SMTP server in a session of its own; if it cannot be sent that is logged, and the run's
+result and exit code stay what they were.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from mailbatch.batch.report import Report
+from mailbatch.errors import AlreadyRunningError, ConnectError, LoginError, MailbatchError
+from mailbatch.job.model import Job
+from mailbatch.message.compose import SMTP
+from mailbatch.smtp.credentials import get_secret
+from mailbatch.smtp.transport import SmtpTransport
+
+__all__ = ["PROBLEMS", "build_summary", "needs_summary", "send_summary"]
+
+log = logging.getLogger(__name__)
+
+PROBLEMS = ("refused", "failed", "uncertain", "deferred", "pending")
+MAX_LISTED = 50
+_NEXT = {
+    "deferred": "deferred and pending recipients are sent by the next run of the same batch",
+    "pending": "deferred and pending recipients are sent by the next run of the same batch",
+    "uncertain": "uncertain recipients may have the message; they are resent only with "
+                 "mailbatch run --resend-uncertain",
+}
+
+
+def needs_summary(job: Job, report: Report | None, error: BaseException | None) -> bool:
+    """Whether this run calls for a summary: it had problems, or the job asks for every run."""
+    if job.notify is None or (report is None and error is None):
+        return False
+    if isinstance(error, AlreadyRunningError):
+        return False  # not a run: another one holds the lock, and it will report
+    if report is not None and (report.dry_run or report.test_send):
+        return False
+    if job.notify.when == "always" or error is not None:
+        return True
+    return report is not None and any(report.counts.get(status) for status in PROBLEMS)
+
+
+def send_summary(job: Job, report: Report | None = None,
+                 error: BaseException | None = None) -> bool:
+    """Send the summary if ``needs_summary``; never raises. Returns whether it was sent."""
+    if not needs_summary(job, report, error):
+        return False
+    assert job.notify is not None
+    to = job.notify.to
+    if report is None and isinstance(error, ConnectError | LoginError):
+        log.warning("%s: notify summary to %s not sent: the server failed for the run itself",
+                    job.name, to)
+        return False
+    if job.smtp.username and (job.smtp.password is None or job.smtp.password.kind == "prompt"):
+        log.warning("%s: notify summary to %s not sent: the password was typed at a prompt and "
+                    "is not kept; use password_env, password_file or password_command",
+                    job.name, to)
+        return False
+    try:
+        data = build_summary(job, report, error).as_bytes()
+        with SmtpTransport(job.smtp, lambda: get_secret(job.smtp, job.path)) as transport:
+            outcome = transport.send(job.sender_address, [to], data, "notify summary",
+                                     lambda: None)
+    except MailbatchError as err:
+        log.warning("%s: notify summary to %s not sent: %s", job.name, to, err)
+        return False
+    except Exception:  # a bug here must not change the run's result
+        log.exception("%s: notify summary to %s not sent", job.name, to)
+        return False
+    if outcome.status != "sent":
+        log.warning("%s: notify summary to %s not sent: %s %s", job.name, to,
+                    outcome.code or "", outcome.message)
+        return False
+    log.info("%s: notify summary sent to %s", job.name, to)
+    return True
+
+
+def build_summary(job: Job, report: Report | None, error: BaseException | None,
+                  now: dt.datetime | None = None) -> EmailMessage:
+    """The summary message: result, counts, recipients not delivered with reasons, report."""
+    assert job.notify is not None
+    headline = _headline(report, error)
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = job.sender
+    msg["To"] = job.notify.to
+    msg["Subject"] = f"[mailbatch] {job.name}" + (f" {report.batch}" if report else "") + \
+        f": {headline}"
+    msg["Date"] = format_datetime(now or dt.datetime.now().astimezone())
+    msg["Message-ID"] = make_msgid("mailbatch-notify", domain=job.sender_domain)
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to this
+    lines = [f"Job:       {job.name} ({job.path})", f"Result:    {headline}"]
+    if report is not None:
+        resumed = " (resumed)" if report.resumed else ""
+        server = report.server
+        lines += [f"Batch:     {report.batch}{resumed}", f"Started:   {report.started}",
+                  f"Finished:  {report.finished}",
+                  f"Server:    {server.get('host')}:{server.get('port')}"
+                  + (f" as {server['username']}" if server.get("username") else ""),
+                  "Counts:    " + (", ".join(f"{n} {s}" for s, n in report.counts.items() if n)
+                                   or "no recipients")]
+    if error is not None:
+        first, *more = str(error).splitlines() or [type(error).__name__]
+        lines.append(f"Error:     {first}")
+        lines += [f"           {line.strip()}" for line in more]
+    if report is None:
+        lines.append("Nothing was sent.")
+    else:
+        lines += _not_delivered(report)
+        if report.json_path or report.csv_path:
+            paths = [str(p) for p in (report.json_path, report.csv_path) if p]
+            lines += ["", f"Report:    {paths[0]}", *(f"           {p}" for p in paths[1:])]
+        hints = dict.fromkeys(_NEXT[s] for s in _NEXT if report.counts.get(s))
+        lines += [f"Next:      {hint}" for hint in hints]
+    msg.set_content("\n".join(lines) + "\n")
+    return msg
+
+
+def _headline(report: Report | None, error: BaseException | None) -> str:
+    if report is None:
+        return "failed, nothing sent"
+    total = report.total
+    problems = sum(report.counts.get(s, 0) for s in PROBLEMS)
+    if error is not None:
+        return f"stopped with {report.counts.get('sent', 0)} of {total} sent"
+    if problems:
+        return f"{problems} of {total} not delivered"
+    return f"all {total} sent" if total else "no recipients"
+
+
+def _not_delivered(report: Report) -> list[str]:
+    """The recipients not delivered, read back from the CSV report (streamed, not loaded)."""
+    if not any(report.counts.get(s) for s in PROBLEMS):
+        return []
+    lines = ["", "Not delivered:"]
+    if report.csv_path is None:
+        return [*lines, "  (no CSV report to list them from)"]
+    shown = more = 0
+    try:
+        with open(report.csv_path, encoding="utf-8", newline="") as file:
+            for row in csv.DictReader(file):
+                if row.get("status") not in PROBLEMS:
+                    continue
+                if shown == MAX_LISTED:
+                    more += 1
+                    continue
+                shown += 1
+                reason = " ".join(filter(None, (row.get("code"), row.get("message"))))
+                lines.append(f"  {row.get('address')}: {row.get('status')}"
+                             + (f": {reason}" if reason else ""))
+    except OSError as err:
+        lines.append(f"  (cannot read the report: {err.strerror or err}; see the report files)")
+    if more:
+        lines.append(f"  ... and {more} more: see the report")
+    return lines

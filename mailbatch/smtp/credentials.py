@@ -1,0 +1,131 @@
+"""Secrets: fetch the SMTP password or OAuth2 token from where the job says, never from the file."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from mailbatch.errors import JobError
+from mailbatch.job.smtpsettings import PasswordSource, SmtpSettings
+
+__all__ = ["describe", "get_secret"]
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def get_secret(smtp: SmtpSettings, job_file: str | Path | None = None) -> str:
+    """The secret for ``smtp.username``; errors say which setting to fix, never the secret.
+
+    ``job_file`` only makes the error messages start with the job file's path.
+    """
+    try:
+        return _get_secret(smtp)
+    except JobError as err:
+        if job_file is None or err.path is not None:
+            raise
+        raise JobError(err.reason, path=str(job_file), field=err.field) from None
+
+
+def _get_secret(smtp: SmtpSettings) -> str:
+    source = smtp.password or PasswordSource(kind="prompt")
+    if source.kind == "env":
+        name = str(source.value)
+        if not _ENV_NAME.fullmatch(name):
+            # Never echo the value: it is likely the password itself, written in the wrong key.
+            raise JobError("must be the NAME of an environment variable (letters, digits, _), "
+                           "not the password itself; export the password in a variable and "
+                           "name that variable here", field="smtp.password_env")
+        value = os.environ.get(name)
+        if not value:
+            raise JobError(f"environment variable {name} is not set; export it with the "
+                           "password before running (or choose another smtp.password_* source)",
+                           field="smtp.password_env")
+        return value
+    if source.kind == "file":
+        return _from_file(Path(str(source.value)))
+    if source.kind == "command":
+        return _from_command(source.value, "smtp.oauth2_token_command" if source.oauth2
+                             else "smtp.password_command")
+    if not sys.stdin or not sys.stdin.isatty():
+        raise JobError("no password source and no terminal to ask on; set smtp.password_env, "
+                       "password_file or password_command", field="smtp")
+    return getpass.getpass(f"Password for {smtp.username} at {smtp.host}: ")
+
+
+def describe(smtp: SmtpSettings) -> tuple[str, str | None]:
+    """Where the secret will come from, and a problem already visible without reading it.
+
+    Used by ``mailbatch check``: nothing is read, no command is run, nobody is prompted.
+    """
+    source = smtp.password
+    if not smtp.username or source is None:
+        return "no login (smtp.username is not set)", None
+    what = "OAuth2 token" if source.oauth2 else "password"
+    if source.kind == "env":
+        name = str(source.value)
+        if not _ENV_NAME.fullmatch(name):
+            return (f"{what} from an environment variable",
+                    "smtp.password_env must be the NAME of a variable, not the password")
+        problem = None if os.environ.get(name) else f"environment variable {name} is not set"
+        return f"{what} from environment variable {name}", problem
+    if source.kind == "file":
+        path = Path(str(source.value))
+        try:
+            mode = path.stat().st_mode
+        except OSError as err:
+            return f"{what} from file {path}", f"{path}: {err.strerror}"
+        unsafe = mode & (stat.S_IRWXG | stat.S_IRWXO)
+        problem = (f"{path} is readable by group or others; run: chmod 600 {path}"
+                   if unsafe else None)
+        return f"{what} from file {path}", problem
+    if source.kind == "command":
+        argv = shlex.split(source.value) if isinstance(source.value, str) else source.value
+        return f"{what} from command {argv[0] if argv else ''!r}", None
+    if sys.stdin and sys.stdin.isatty():
+        return f"{what} asked on the terminal", None
+    return (f"{what} asked on the terminal", "no terminal to ask on (cron, a pipe): set "
+            "smtp.password_env, password_file or password_command")
+
+
+def _from_file(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise JobError("password file is readable or writable by group or others; "
+                           f"run: chmod 600 {path}", path=str(path), field="smtp.password_file")
+        value = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except FileNotFoundError:
+        raise JobError("password file not found; check smtp.password_file", path=str(path)) \
+            from None
+    except OSError as err:
+        raise JobError(f"cannot read password file: {err.strerror}", path=str(path)) from None
+    if not value:
+        raise JobError("password file is empty", path=str(path), field="smtp.password_file")
+    return value
+
+
+def _from_command(command: str | tuple[str, ...], field: str) -> str:
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL, check=False)
+    except FileNotFoundError:
+        raise JobError(f"command {argv[0]!r} not found; check the command", field=field) \
+            from None
+    except subprocess.TimeoutExpired:
+        raise JobError("command did not finish within 60 seconds", field=field) from None
+    if done.returncode != 0:
+        # stderr is not shown: a failing secret command may print part of the secret.
+        raise JobError(f"command {argv[0]!r} failed with exit status {done.returncode}; run it "
+                       "by hand to see why", field=field)
+    value = done.stdout.strip()
+    if not value:
+        raise JobError(f"command {argv[0]!r} printed nothing; it must print the secret",
+                       field=field)
+    return value

@@ -1,0 +1,334 @@
+"""Transports: where composed messages go. One small contract, two backends.
+
+``SmtpTransport`` (here) holds one TLS session (opened by session.py) for many messages;
+``FileTransport`` (outbox.py) is the dry run.
+``send`` never raises for a per-message problem: it returns an Outcome, so the caller decides
+between retrying, recording and moving on. Session problems (connect, login) raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import select
+import smtplib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailbatch.errors import MailbatchError
+from mailbatch.job.smtpsettings import SmtpSettings
+from mailbatch.smtp import session
+from mailbatch.smtp.session import reason, reply_text
+
+__all__ = ["Envelope", "Outcome", "SmtpTransport", "Transport"]
+
+# Security warnings have their own logger so the CLI can show them even with -q.
+security_log = logging.getLogger("mailbatch.security")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one message.
+
+    status: sent, refused, failed (final); retry (nothing was delivered, safe to send again);
+    uncertain (the end of DATA went out, no reply came back); dry-run.
+    """
+
+    status: str
+    code: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The next message's envelope, announced while the current one is being answered."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    size: int
+
+
+AfterEnd = Callable[[], "Envelope | None"]
+
+
+class Transport(Protocol):
+    max_size: int | None
+
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    def send(self, sender: str, recipients: list[str], data: bytes, name: str,
+             before_end: Callable[[], None], after_end: AfterEnd | None = None) -> Outcome: ...
+
+
+ONE_WRITE = 64 * 1024  # messages up to this size go out with their final "." in one write
+PIPELINE_MAX = 100  # commands in one pipelined group: MAIL, the RCPTs and DATA
+
+
+class SmtpTransport:
+    """One authenticated, certificate-verified session, reused for every message."""
+
+    def __init__(self, settings: SmtpSettings, secret: Callable[[], str], *,
+                 debug: bool = False) -> None:
+        self.settings = settings
+        self._secret = secret
+        self._cached_secret: str | None = None
+        self.debug = debug
+        self.smtp: smtplib.SMTP | None = None
+        self.max_size: int | None = None
+        self.pipelining = False
+        self.where = settings.where
+        self._warned = False
+        # The next message's envelope, written after the previous "." with its replies unread
+        # (RFC 2920 3.1: message content may lead a pipelined group).
+        self._ahead: Envelope | None = None
+        self.sent_ahead = 0  # envelopes sent that way (for tests and debugging)
+
+    def __enter__(self) -> SmtpTransport:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self.smtp is not None
+
+    def open(self) -> None:
+        self._ahead = None
+        if not self.settings.verify and not self._warned:
+            self._warned = True  # once per run, however often the session is reopened
+            security_log.warning(
+                "%s: smtp.verify_certificate is false: the server's TLS certificate is NOT "
+                "checked, so anyone on the network path can read the password and messages; "
+                "give the server's CA with smtp.ca_file instead", self.where)
+        smtp = session.connect(self.settings, self.debug)
+        if self.settings.username:
+            if self._cached_secret is None:
+                self._cached_secret = self._secret()
+            session.login(smtp, self.settings, self._cached_secret)
+        self.smtp = smtp
+        size = smtp.esmtp_features.get("size", "").strip()
+        self.max_size = int(size) if size.isdigit() and int(size) > 0 else None
+        self.pipelining = self.settings.pipelining and smtp.has_extn("pipelining")
+
+    def close(self) -> None:
+        if self._ahead is not None:  # the server may be reading a message: QUIT would be in it
+            self.close_quietly()
+            return
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None:
+            session.quit_politely(smtp)
+
+    def send(self, sender: str, recipients: list[str], data: bytes, name: str,
+             before_end: Callable[[], None], after_end: AfterEnd | None = None) -> Outcome:
+        """One SMTP transaction. ``before_end`` runs just before the final ``.`` is sent:
+        that is the moment the message may become delivered. ``after_end`` runs once the
+        ``.`` is sent, while the server is busy with the message (work that does not depend
+        on the reply overlaps the wait for it); if it returns the next message's envelope,
+        that goes out at once (pipelined), so the next send starts with its replies."""
+        smtp = self.smtp
+        assert smtp is not None, "send() before open()"
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead != Envelope(sender, tuple(recipients), len(data)):
+            # Not the message announced (the caller changed its mind): its DATA may have been
+            # accepted, and only hanging up ends that without delivering something.
+            self.close_quietly()
+            return Outcome("retry", None, "the session was left inside another message's "
+                                          "envelope; reconnecting")
+        end_sent = False
+        try:
+            rejected, refused = self._envelope(smtp, sender, recipients, len(data),
+                                               sent=ahead is not None)
+            if rejected is not None:
+                return rejected
+            if ahead is not None and _hung_up(smtp):
+                # Accepted early, but the server has left (or spoke out of turn) since: send
+                # nothing it might half-deliver; the message stays safe to send again.
+                self.close_quietly()
+                return Outcome("retry", None, "connection lost: the server closed it before "
+                                              "the message was sent")
+            body = _dot_stuff(data)
+            if len(body) <= ONE_WRITE:
+                # Within the socket's buffer a write succeeds before the server has read a
+                # byte, so sending the body apart from the "." would tell nothing more.
+                before_end()
+                end_sent = True
+                smtp.send(body + b".\r\n")
+            else:  # a failure while a large body is still going out means "not delivered"
+                smtp.send(body)
+                before_end()
+                end_sent = True
+                smtp.send(b".\r\n")
+            del body
+            upcoming = after_end() if after_end is not None else None
+            if upcoming is not None and self.pipelining:
+                commands = self._commands(upcoming.sender, upcoming.recipients, upcoming.size)
+                if len(commands) <= PIPELINE_MAX and _write_ahead(smtp, commands):
+                    self._ahead = upcoming
+                    self.sent_ahead += 1
+            code, reply = smtp.getreply()
+        except MailbatchError:  # the journal could not record the uncertain window: stop
+            self.close_quietly()
+            raise
+        except (smtplib.SMTPServerDisconnected, OSError) as err:
+            self.close_quietly()
+            if end_sent:
+                return Outcome("uncertain", None, "connection lost after the message was sent, "
+                               f"before the server confirmed it: {reason(err)}")
+            return Outcome("retry", None, f"connection lost: {reason(err)}")
+        if code == 250:
+            extra = f" (refused copies: {'; '.join(refused)})" if refused else ""
+            return Outcome("sent", code, reply_text(reply) + extra)
+        # With the next envelope in flight the server may be waiting for its message: no RSET.
+        return self._reject(code, reply, "end of DATA", abort=self._ahead is not None)
+
+    def _commands(self, sender: str, recipients: list[str] | tuple[str, ...],
+                  size: int) -> list[str]:
+        return [f"MAIL FROM:<{sender}> SIZE={size}" if self.max_size else f"MAIL FROM:<{sender}>",
+                *(f"RCPT TO:<{a}>" for a in recipients), "DATA"]
+
+    def _envelope(self, smtp: smtplib.SMTP, sender: str, recipients: list[str],
+                  size: int, sent: bool = False) -> tuple[Outcome | None, list[str]]:
+        """MAIL, one RCPT per address, DATA; returns (a rejection or None, refused copies).
+        ``sent``: the commands went out already, after the previous message.
+
+        Where the server offers PIPELINING (RFC 2920) the commands go out in one write and the
+        replies are read together: one round trip instead of two plus one per address. The
+        lines are written directly, not with smtp.mail()/rcpt(): those parse each address again
+        (about 20 us each), and these are addr-specs validated before the batch started.
+        """
+        commands = self._commands(sender, recipients, size)
+        replies: list[tuple[int, bytes]] = []
+        # Capped: a client that writes without reading must stay well inside the socket
+        # buffers, or both sides can block writing (RFC 2920, 3.2).
+        if self.pipelining and len(commands) <= PIPELINE_MAX:
+            if not sent:
+                smtp.send("".join(f"{command}\r\n" for command in commands))
+            try:
+                for _ in commands:
+                    replies.append(smtp.getreply())
+            except smtplib.SMTPServerDisconnected:
+                if not replies or replies[-1][0] != 421:
+                    raise
+                self.close_quietly()  # a 421 and a hang-up: the reply says why
+        primary, refused = recipients[0], []
+        for i, command in enumerate(commands):
+            if i == len(replies):  # one command at a time: ask only while the answers allow
+                smtp.send(f"{command}\r\n")
+                replies.append(smtp.getreply())
+            code, reply = replies[i]
+            if i == 0:
+                stage, ok = "MAIL FROM", code == 250
+            elif i < len(commands) - 1:
+                address = recipients[i - 1]
+                stage, ok = f"RCPT TO {address}", code in (250, 251)
+                if not ok and 500 <= code < 600 and address != primary:
+                    refused.append(f"{address}: {code} {reply_text(reply)}")
+                    continue  # a copy refused for good: the others still get the message
+            else:
+                stage, ok = "DATA", code == 354
+            if not ok:
+                # A pipelined DATA may have been accepted (354) all the same: the server now
+                # waits for the message, and even a lone "." would deliver an empty one.
+                abort = len(replies) == len(commands) and replies[-1][0] == 354
+                return self._reject(code, reply, stage, abort=abort), refused
+        return None, refused
+
+    def _reject(self, code: int, reply: bytes, stage: str, *, abort: bool = False) -> Outcome:
+        """Classify a non-success reply: 4xx and unknown codes are retried, 5xx are final.
+        ``abort`` drops the connection instead of RSET (the server is reading a message)."""
+        text = f"{reply_text(reply)} (at {stage})"
+        unknown = code == 421 or code < 400 or code >= 600
+        if abort or unknown:
+            self.close_quietly()
+        else:
+            self._reset()
+        if unknown or code < 500:
+            return Outcome("retry", code, text)
+        status = "refused" if stage.startswith("RCPT") else "failed"
+        return Outcome(status, code, text)
+
+    def _reset(self) -> None:
+        try:
+            assert self.smtp is not None
+            self.smtp.rset()
+        except (OSError, smtplib.SMTPException, AssertionError):
+            self.close_quietly()
+
+    def close_quietly(self) -> None:
+        self._ahead = None
+        smtp, self.smtp = self.smtp, None
+        session.hang_up(smtp)
+
+
+def _write_ahead(smtp: smtplib.SMTP, commands: list[str]) -> bool:
+    """Write the next envelope; False if that fails. Not smtp.send(): on a failed write it
+    closes the connection, and the reply to the message just sent (perhaps a 250 before a
+    hang-up) may be waiting to be read: it decides whether that message was delivered."""
+    text = "".join(f"{command}\r\n" for command in commands)
+    if smtp.debuglevel:
+        smtp._print_debug("send:", repr(text))  # type: ignore[attr-defined]
+    try:
+        assert smtp.sock is not None
+        smtp.sock.sendall(text.encode(smtp.command_encoding))
+    except OSError:
+        return False
+    return True
+
+
+def _hung_up(smtp: smtplib.SMTP) -> bool:
+    """Whether the server hung up (or spoke out of turn) since its last reply: the client has
+    the word, so nothing should have arrived. Never waits. Something readable is looked at
+    without blocking, since TLS may deliver records that carry no data (a TLS 1.3 session
+    ticket or key update): those are no reason to drop the session."""
+    sock = smtp.sock
+    if sock is None:
+        return True
+    tls = isinstance(sock, ssl.SSLSocket)
+    if not (tls and sock.pending()) and not select.select([sock], [], [], 0)[0]:
+        return False
+    timeout = sock.gettimeout()
+    try:
+        sock.setblocking(False)
+        sock.recv(1)  # data out of turn (the session is spoiled) or b"": a hang-up
+        return True
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return False  # a TLS record without data, handled by the read
+    except OSError:
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(timeout)
+
+
+def _dot_stuff(data: bytes) -> bytes:
+    """Double every line-leading dot (RFC 5321 4.5.2); ``data`` already ends in CRLF."""
+    stuffed = data
+    if _line_leading_dot(data):
+        stuffed = data.replace(b"\r\n.", b"\r\n..")
+        if stuffed.startswith(b"."):
+            stuffed = b"." + stuffed
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed
+
+
+def _line_leading_dot(data: bytes) -> bool:
+    """Whether a line may start with a dot. Most of a large message is base64, which has no
+    dots: finding each dot and looking at the byte before it (a memchr) is ten times quicker
+    than searching for CRLF-dot. After as many dots as that search would cost, say maybe.
+    A small message (often text full of dots) is searched outright."""
+    if len(data) <= 16 * 1024:
+        return data.startswith(b".") or b"\n." in data
+    start = 0
+    for _ in range(64 + len(data) // 2048):
+        dot = data.find(b".", start)
+        if dot < 0:
+            return False
+        if dot == 0 or data[dot - 1] == 0x0A:
+            return True
+        start = dot + 1
+    return True

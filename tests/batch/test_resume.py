@@ -1,0 +1,327 @@
+"""Batches and resumes: a re-run sends only what the server has not accepted, a new batch all."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from mailbatch.batch.journal import Journal
+from mailbatch.batch.runner import RunOptions, prepare, run
+from mailbatch.errors import EXIT_DATA, EXIT_NOPERM, EXIT_OK, EXIT_TEMPFAIL, StateError
+from mailbatch.job.model import load_job
+from mailbatch.message.render import Renderer
+from tests.batchjobs import BATCH, NOW, addresses, batch_job, run_batch
+
+
+def test_rerun_of_a_completed_batch_sends_nothing_and_reports_the_whole_batch(
+        smtp_server, ca_file, tmp_path, password_env):
+    job = batch_job(tmp_path, smtp_server, ca_file, 4)
+    assert run_batch(job).code == EXIT_OK
+    smtp_server.reset()
+
+    again = run_batch(job)
+
+    assert again.code == EXIT_OK
+    assert smtp_server.messages == []
+    assert smtp_server.connections == 0  # a finished batch does not even log in
+    assert again.report["resumed"] is True
+    assert again.report["batch"] == BATCH
+    assert again.statuses == dict.fromkeys(addresses(4), "sent")
+
+
+def test_new_batch_option_sends_everyone_again_with_new_message_ids(
+        smtp_server, ca_file, tmp_path, password_env):
+    job = batch_job(tmp_path, smtp_server, ca_file, 3)
+    run_batch(job)
+
+    fresh = run_batch(job, new_batch=True)
+
+    assert fresh.code == EXIT_OK
+    assert fresh.report["batch"] == f"{BATCH}#2"
+    assert fresh.report["resumed"] is False
+    assert smtp_server.received_count_by_rcpt() == Counter({a: 2 for a in addresses(3)})
+    ids = [m.message["Message-ID"] for m in smtp_server.messages]
+    assert len(set(ids)) == 6  # a mail store that drops repeated IDs keeps both batches
+    assert (tmp_path / "reports" / f"job-{BATCH}_2.json").is_file()
+    assert run_batch(job).report["batch"] == f"{BATCH}#2"  # the newest batch is resumed
+
+
+def test_a_new_batch_identity_starts_fresh(smtp_server, ca_file, tmp_path, password_env):
+    job = batch_job(tmp_path, smtp_server, ca_file, 3)
+    run_batch(job)
+
+    next_day = run_batch(job, now=NOW + dt.timedelta(days=1))
+
+    assert next_day.code == EXIT_OK
+    assert next_day.report["batch"] == "2026-03-03"
+    assert next_day.report["resumed"] is False
+    assert smtp_server.received_count_by_rcpt() == Counter({a: 2 for a in addresses(3)})
+
+
+def test_batch_key_in_the_job_file_sets_the_identity(smtp_server, ca_file, tmp_path,
+                                                     password_env):
+    job = batch_job(tmp_path, smtp_server, ca_file, 2, extra='batch: "{{ iso_week }}"\n')
+    run_batch(job)
+
+    later_that_week = run_batch(job, now=NOW + dt.timedelta(days=3))
+
+    assert later_that_week.report["batch"] == "2026-W10"
+    assert later_that_week.report["resumed"] is True
+    assert len(smtp_server.messages) == 2
+
+
+def test_login_refused_mid_run_stops_with_the_rest_pending_and_the_resume_completes(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory(fail_login_after=1)
+    job = batch_job(tmp_path, server, ca_file, 5, max_messages_per_connection=2)
+
+    first = run_batch(job)
+
+    assert first.code == EXIT_NOPERM
+    assert first.error.startswith("login refused by 127.0.0.1 for mailer: 535")
+    assert first.counts == Counter(sent=2, pending=3)
+    assert len(server.messages) == 2
+
+    server.set_faults(fail_login_after=None)
+    second = run_batch(job)
+
+    assert second.code == EXIT_OK
+    assert second.report["resumed"] is True
+    assert server.received_count_by_rcpt() == Counter(addresses(5))
+    assert second.statuses == dict.fromkeys(addresses(5), "sent")
+
+
+def test_recipients_removed_between_runs_are_not_sent_and_the_batch_can_finish(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory(fail_login_after=1)
+    job = batch_job(tmp_path, server, ca_file, 5, max_messages_per_connection=2)
+    assert run_batch(job).code == EXIT_NOPERM  # user1 and user2 sent, the rest pending
+    server.set_faults(fail_login_after=None)
+    fewer = [a for a in addresses(5) if a not in ("user1@example.org", "user4@example.org")]
+    batch_job(tmp_path, server, ca_file, fewer)
+
+    resumed = run_batch(job)
+
+    assert resumed.code == EXIT_OK
+    assert server.received_count_by_rcpt() == Counter(
+        ["user1@example.org", "user2@example.org", "user3@example.org", "user5@example.org"])
+    assert resumed.statuses == {"user1@example.org": "sent", "user2@example.org": "sent",
+                                "user3@example.org": "sent", "user4@example.org": "removed",
+                                "user5@example.org": "sent"}
+
+    batch_job(tmp_path, server, ca_file, 5)  # user4 listed again in the same batch
+    relisted = run_batch(job)
+
+    assert relisted.code == EXIT_OK
+    assert server.received_count_by_rcpt() == Counter(addresses(5))
+
+
+def test_recipient_added_to_a_finished_batch_is_the_only_one_sent(
+        smtp_server, ca_file, tmp_path, password_env):
+    job = batch_job(tmp_path, smtp_server, ca_file, 2)
+    run_batch(job)
+    batch_job(tmp_path, smtp_server, ca_file, 3)
+
+    again = run_batch(job)
+
+    assert again.code == EXIT_OK
+    assert smtp_server.received_count_by_rcpt() == Counter(addresses(3))
+    assert again.statuses == dict.fromkeys(addresses(3), "sent")
+
+
+def test_journal_lives_in_state_dir_relative_to_the_job_folder(
+        smtp_server, ca_file, tmp_path, password_env, monkeypatch):
+    folder = tmp_path / "jobs"
+    job = batch_job(folder, smtp_server, ca_file, 2, extra="state_dir: state\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    run_batch(job)
+
+    assert (folder / "state" / "job.sqlite").is_file()
+    assert (folder / "state" / "job.lock").is_file()
+    assert list(elsewhere.iterdir()) == []
+    assert run_batch(job).report["resumed"] is True
+
+
+def test_two_jobs_of_the_same_name_sharing_a_state_dir_are_refused_not_merged(
+        smtp_server, ca_file, tmp_path, password_env):
+    shared = tmp_path / "state"
+    first = batch_job(tmp_path / "a", smtp_server, ca_file, 2, extra=f"state_dir: {shared}\n")
+    second = batch_job(tmp_path / "b", smtp_server, ca_file, 2, extra=f"state_dir: {shared}\n")
+    run_batch(first)
+
+    clash = run_batch(second)
+
+    assert clash.code == StateError.exit_code
+    assert "belongs to another job file with the same name" in clash.error
+    assert str(first) in clash.error
+    assert len(smtp_server.messages) == 2
+
+
+def test_job_file_moved_with_an_absolute_state_dir_keeps_its_batch(
+        smtp_server, ca_file, tmp_path, password_env):
+    shared = tmp_path / "state"
+    job = batch_job(tmp_path / "a", smtp_server, ca_file, 2, extra=f"state_dir: {shared}\n")
+    run_batch(job)
+    moved = tmp_path / "b"
+    (tmp_path / "a").rename(moved)
+
+    again = run_batch(moved / "job.yaml")
+
+    assert again.code == EXIT_OK
+    assert again.report["resumed"] is True
+    assert len(smtp_server.messages) == 2
+
+
+def test_run_in_a_worker_thread_journals_like_one_in_the_main_thread(
+        smtp_server, ca_file, tmp_path, password_env):
+    job = load_job(batch_job(tmp_path, smtp_server, ca_file, 3))
+    reports = []
+    for day in (0, 0, 1):  # each run opens its own journal connection in its own thread
+        options = RunOptions(now=NOW + dt.timedelta(days=day))
+        worker = threading.Thread(target=lambda o=options: reports.append(run(job, o)))
+        worker.start()
+        worker.join(timeout=30)
+
+    assert [(r.batch, r.resumed, r.counts["sent"]) for r in reports] == [
+        (BATCH, False, 3), (BATCH, True, 3), ("2026-03-03", False, 3)]
+    assert len(smtp_server.messages) == 6
+
+
+def test_preparing_twice_on_one_journal_does_not_see_duplicates(
+        smtp_server, ca_file, tmp_path):
+    job = load_job(batch_job(tmp_path, smtp_server, ca_file, 3))
+    with Journal(tmp_path / "j.sqlite") as journal:
+        batch, _ = journal.batch("b")
+        renderer = Renderer(job, NOW)
+
+        assert prepare(job, renderer, journal, batch) == 3
+        assert prepare(job, renderer, journal, batch) == 3
+        assert journal.counts(batch)["pending"] == 3
+
+
+def test_unwritable_state_dir_is_a_clear_error_before_anything_is_sent(
+        smtp_server, ca_file, tmp_path, password_env):
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    job = batch_job(tmp_path, smtp_server, ca_file, 2, extra="state_dir: blocker/state\n")
+
+    result = run_batch(job)
+
+    assert result.code == StateError.exit_code
+    assert "blocker/state" in result.error
+    assert smtp_server.messages == []
+
+
+@pytest.mark.parametrize("option", ["new_batch", "resend_uncertain"])
+def test_options_on_a_dry_run_leave_the_real_journal_alone(
+        option, smtp_server, ca_file, tmp_path, password_env):
+    job = batch_job(tmp_path, smtp_server, ca_file, 2)
+    run_batch(job, dry_run=True, **{option: True})
+
+    real = run_batch(job)
+
+    assert real.report["batch"] == BATCH
+    assert real.report["resumed"] is False
+    assert real.code == EXIT_OK and len(smtp_server.messages) == 2
+
+
+def test_deferred_recipients_make_the_exit_code_say_run_again(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory(tempfail_every=1)
+    job = batch_job(tmp_path, server, ca_file, 1,
+                    retry={"attempts": 1, "backoff": 0.01, "max_backoff": 0.01, "max_time": 5})
+
+    assert run_batch(job).code == EXIT_TEMPFAIL
+
+
+def test_same_job_reached_through_a_symlinked_folder_keeps_its_batch(
+        smtp_server, ca_file, tmp_path, password_env):
+    shared = tmp_path / "state"
+    job = batch_job(tmp_path / "real", smtp_server, ca_file, 2, extra=f"state_dir: {shared}\n")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    run_batch(job)
+
+    again = run_batch(tmp_path / "link" / "job.yaml")
+
+    assert again.code == EXIT_OK
+    assert again.report["resumed"] is True
+    assert len(smtp_server.messages) == 2
+
+
+@contextmanager
+def records(name: str) -> Iterator[list[logging.LogRecord]]:
+    """The log records of one logger, whatever the CLI did to propagation in other tests."""
+    caught: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = caught.append  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        yield caught
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_new_batch_while_an_older_one_is_unfinished_warns_that_it_was_not_resumed(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory(fail_login_after=1)
+    job = batch_job(tmp_path, server, ca_file, 3, max_messages_per_connection=1)
+    assert run_batch(job).code == EXIT_NOPERM  # 2026-03-02: one sent, two pending
+    server.set_faults(fail_login_after=None)
+
+    with records("mailbatch.batch.runner") as caught:
+        run_batch(job, now=NOW + dt.timedelta(days=1))
+
+    warnings = [r.getMessage() for r in caught if r.levelno == logging.WARNING]
+    assert any(f"while batch {BATCH} is unfinished" in w for w in warnings), warnings
+
+
+def test_resume_is_not_blocked_by_an_attachment_removed_after_its_message_was_sent(
+        smtp_server, ca_file, tmp_path, password_env):
+    listed = addresses(3)
+    extra = 'attachments:\n  - "files/{{ recipient_address }}.txt"\n'
+    job = batch_job(tmp_path, smtp_server, ca_file, listed, extra=extra)
+    for address in listed:
+        (tmp_path / "files").mkdir(exist_ok=True)
+        (tmp_path / "files" / f"{address}.txt").write_text(f"for {address}\n")
+    smtp_server.set_faults(reject_pattern=r"^user3@")  # user3 is refused: settled, not resent
+    assert run_batch(job).counts == Counter({"sent": 2, "refused": 1})
+    for address in listed:  # the files of a settled batch may be cleaned up
+        (tmp_path / "files" / f"{address}.txt").unlink()
+    smtp_server.reset()
+
+    again = run_batch(job)
+
+    assert again.error is None
+    assert again.counts == Counter({"sent": 2, "refused": 1})
+    assert smtp_server.messages == []
+
+
+def test_resume_still_refuses_to_send_when_a_message_still_to_send_cannot_be_rendered(
+        smtp_server, ca_file, tmp_path, password_env):
+    listed = addresses(3)
+    extra = 'attachments:\n  - "files/{{ recipient_address }}.txt"\n'
+    job = batch_job(tmp_path, smtp_server, ca_file, listed, extra=extra)
+    (tmp_path / "files").mkdir()
+    for address in listed:
+        (tmp_path / "files" / f"{address}.txt").write_text(f"for {address}\n")
+    smtp_server.set_faults(tempfail_every=1)
+    first = run_batch(job)
+    assert first.code == EXIT_TEMPFAIL  # everyone deferred: 451 to every message
+    smtp_server.set_faults(tempfail_every=None)
+    (tmp_path / "files" / f"{listed[1]}.txt").unlink()
+    smtp_server.reset()
+
+    again = run_batch(job)
+
+    assert again.code == EXIT_DATA
+    assert listed[1] in (again.error or "")
+    assert smtp_server.messages == []
