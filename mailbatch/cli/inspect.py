@@ -20,7 +20,7 @@ from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient, duplicate_failure, iter_recipients
 from mailbatch.message.attachments import Attachment, AttachmentCache, AttachmentProblem
 from mailbatch.message.compose import compose
-from mailbatch.message.render import Renderer, RenderFailure
+from mailbatch.message.render import Rendered, Renderer, RenderFailure
 from mailbatch.message.renderpool import RenderPool, Result
 from mailbatch.smtp.credentials import describe, get_secret
 from mailbatch.smtp.transport import SmtpTransport
@@ -50,6 +50,9 @@ class CheckSummary:
     largest_bytes: int = 0
     largest_to: str = ""
     warnings: list[str] = field(default_factory=list)
+    # job key -> (recipients whose value gave more addresses than the template names,
+    # the first such recipient, the addresses it gave): each gets a copy, so check says so
+    widened: dict[str, tuple[int, str, tuple[str, ...], int]] = field(default_factory=dict)
     connected: bool = False
     server_max_size: int | None = None
 
@@ -65,6 +68,10 @@ class CheckSummary:
             f"largest {size_text(self.largest_bytes)} (to {self.largest_to})",
             f"  server:      {self.server}; {self.password}",
         ]
+        for key, (count, example, addresses, named) in self.widened.items():
+            lines.append(f"  note:        {key} gives more addresses than its template names "
+                         f"({named}) for {count} recipient(s), e.g. {example}: "
+                         f"{', '.join(addresses)}; each address gets the message")
         if self.connected:
             limit = (f"messages up to {size_text(self.server_max_size)}"
                      if self.server_max_size else "no SIZE limit announced")
@@ -98,11 +105,15 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
                 continue
             try:
                 size = len(compose(rendered, cache))
+            except RenderFailure as err:
+                failures.append((recipient.index, str(err)))
+                continue
             except AttachmentProblem as err:
                 failures.append((recipient.index,
                                  f"{recipient.where} ({recipient.address}): {err}"))
                 continue
             _count(summary, recipient, rendered.attachments, size, files)
+            _widened(summary, rendered)
 
     # Duplicates are found as the run finds them, in a journal's listing (on disk, so the
     # memory of a check does not grow with the list); this one is thrown away.
@@ -151,6 +162,13 @@ def _count(summary: CheckSummary, recipient: Recipient, attachments: tuple[Attac
     log.info("%s: %d bytes; %s", recipient.address, size, names)
 
 
+def _widened(summary: CheckSummary, rendered: Rendered) -> None:
+    for key, named, addresses in rendered.widened:
+        count, example, shown, _ = summary.widened.get(key, (0, rendered.recipient.address,
+                                                            addresses, named))
+        summary.widened[key] = (count + 1, example, shown, named)
+
+
 @dataclass(frozen=True)
 class Preview:
     """One message as its recipient will get it, plus what only the envelope shows."""
@@ -160,7 +178,7 @@ class Preview:
     where: str
     headers: tuple[tuple[str, str], ...]  # as decoded from the composed message
     envelope: tuple[str, ...]  # every address the server delivers to (To, Cc and Bcc)
-    bcc: tuple[str, ...]
+    bcc: tuple[str, ...]  # as people write them: Name <address>
     text: str | None
     html: str | None
     attachments: tuple[Attachment, ...]
@@ -218,7 +236,8 @@ def preview(job: Job, which: str | None = None, *, now: dt.datetime | None = Non
     headers = tuple((name, str(value)) for name, value in parsed.items()
                     if name.lower() not in _HIDDEN_HEADERS)
     return Preview(number=chosen.index + 1, total=total, where=chosen.where, headers=headers,
-                   envelope=tuple(rendered.envelope_recipients), bcc=rendered.bcc,
+                   envelope=tuple(rendered.envelope_recipients),
+                   bcc=tuple(str(mailbox) for mailbox in rendered.bcc),
                    text=rendered.text, html=rendered.html, attachments=rendered.attachments,
                    size=len(data))
 
