@@ -6,10 +6,12 @@ writes a journal, a report or an outbox, and only ``check(connect=True)`` touche
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import email
 import email.policy
 import logging
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,7 +234,9 @@ def preview(job: Job, which: str | None = None, *, now: dt.datetime | None = Non
         raise RenderError([str(err)]) from None
     except AttachmentProblem as err:
         raise RenderError([f"{chosen.where} ({chosen.address}): {err}"]) from None
-    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    head, _, _ = data.partition(b"\r\n\r\n")
+    parsed = email.message_from_bytes(_joined_words(head) + b"\r\n\r\n",
+                                      policy=email.policy.default)
     headers = tuple((name, str(value)) for name, value in parsed.items()
                     if name.lower() not in _HIDDEN_HEADERS)
     return Preview(number=chosen.index + 1, total=total, where=chosen.where, headers=headers,
@@ -240,6 +244,23 @@ def preview(job: Job, which: str | None = None, *, now: dt.datetime | None = Non
                    bcc=tuple(str(mailbox) for mailbox in rendered.bcc),
                    text=rendered.text, html=rendered.html, attachments=rendered.attachments,
                    size=len(data))
+
+
+_WORD = rb"=\?utf-8\?([bq])\?([^?\s]*)\?="
+_ADJACENT_WORDS = re.compile(rb"%s(?:\s+%s)+" % (_WORD, _WORD), re.IGNORECASE)
+
+
+def _joined_words(head: bytes) -> bytes:
+    """The header block with each run of adjacent encoded-words (as compose writes a long
+    name or subject) joined into one: Python's parser keeps the space between them (CPython
+    gh-128110), which RFC 2047 6.2 says is not part of the text and mail readers drop."""
+    def join(run: re.Match[bytes]) -> bytes:
+        data = b"".join(binascii.a2b_base64(text) if mode.lower() == b"b" else
+                        binascii.a2b_qp(text, header=True)
+                        for mode, text in re.findall(_WORD, run[0], re.IGNORECASE))
+        return b"=?utf-8?b?" + binascii.b2a_base64(data, newline=False) + b"?="
+
+    return _ADJACENT_WORDS.sub(join, head)
 
 
 def _matches(recipient: Recipient, wanted: str) -> bool:

@@ -15,7 +15,7 @@ import unicodedata
 from typing import NamedTuple
 
 __all__ = ["ADDRESS_HEADERS", "Address", "AddressError", "is_valid_address", "name_problem",
-           "parse_addresses"]
+           "parse_addresses", "tidy_name"]
 
 # Extra header fields (job ``headers:``) that hold mailbox lists: read into pairs like To.
 ADDRESS_HEADERS = frozenset({"sender", "resent-from", "resent-to", "resent-cc", "resent-bcc",
@@ -75,10 +75,19 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+def tidy_name(name: str) -> str:
+    """A display name as mail readers show it: no whitespace around it and single spaces
+    inside (a run of spaces between the words of a name reads as one, RFC 5322 3.2.2)."""
+    name = name.strip()
+    if "  " in name:
+        return " ".join(word for word in name.split(" ") if word)
+    return name
+
+
 def parse_addresses(text: str) -> tuple[Address, ...]:
     """The mailboxes in ``text``: comma-separated ``addr@example.com``, ``Name <addr>`` or
     ``"Name, with specials" <addr>`` (backslash escapes a quote inside the quotes); blank
-    items are skipped. Unquoted names have their spaces collapsed. Raises AddressError."""
+    items are skipped. Names are tidied (tidy_name). Raises AddressError."""
     found: list[Address] = []
     at, end = 0, len(text)
     while at < end:
@@ -93,7 +102,7 @@ def parse_addresses(text: str) -> tuple[Address, ...]:
             if at < end and text[at] != ",":
                 raise AddressError(f"{text!r}: {text[at:]!r} after <{address}>; separate "
                                    "addresses with commas")
-            name = " ".join(word for word, _ in words)
+            name = tidy_name(" ".join(word for word, _ in words))
         elif not words:
             at += 1  # an empty item, as ", ," or a trailing comma leave
             continue

@@ -153,8 +153,9 @@ def _encode(attachment: Attachment, data: bytes) -> Part:
 
 def seven_bit_message(data: bytes) -> bytes | None:
     """``data`` with CRLF line ends, if it can travel as a 7bit message/rfc822 body: ASCII
-    without NUL or a lone CR, lines of at most 998 octets, starting with a header field.
-    None otherwise (8-bit content would need 8BITMIME, which the messages never ask for)."""
+    without NUL or a lone CR, lines of at most 998 octets, a message that a mail reader
+    parses without a defect. None otherwise (8-bit content would need 8BITMIME, which the
+    messages never ask for; a broken message is better sent as a plain file)."""
     if not data.isascii() or b"\0" in data or not _HEADER_FIELD.match(data):
         return None
     if b"\r" in data:
@@ -163,7 +164,18 @@ def seven_bit_message(data: bytes) -> bytes | None:
         data = data.replace(b"\r\n", b"\n")
     if max(map(len, data.split(b"\n"))) > 998:
         return None
-    return data.replace(b"\n", b"\r\n")
+    data = data.replace(b"\n", b"\r\n")
+    return data if _readable(data) else None
+
+
+def _readable(data: bytes) -> bool:
+    """Whether the email package reads the message without a defect in any part or header
+    (once per file and batch, like the encoding)."""
+    from email import message_from_bytes, policy
+
+    message = message_from_bytes(data, policy=policy.default)
+    return all(not part.defects and not any(value.defects for value in part.values())
+               for part in message.walk())
 
 
 def _part_head(filename: str, content_type: str, encoding: str) -> bytes:

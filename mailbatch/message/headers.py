@@ -104,7 +104,7 @@ def address_list(name: str, mailboxes: Sequence[Address]) -> bytes:
             tokens[-1] += ","
             words[0] = " " + words[0]
         tokens.extend(words)
-    return _fold(name, tokens)
+    return _fold(name, tokens, structured=True)
 
 
 def _display_name(display: str, room: int) -> list[str]:
@@ -154,14 +154,15 @@ def _words(tokens: list[str], room: int, phrase: bool) -> list[str]:
     return out
 
 
-def _fold(name: str, tokens: list[str]) -> bytes:
+def _fold(name: str, tokens: list[str], structured: bool = False) -> bytes:
     """``name: tokens`` with a line break before any token (each after the first starts with
     whitespace) that would take the line past 78 characters, or 76 for a line that holds an
-    encoded-word; a first encoded-word that does not fit after the name goes on the next."""
+    encoded-word. In a structured field, a first encoded-word that does not fit after the
+    name goes on the next line (in free text that whitespace would read as part of it)."""
     lines = []
     first = tokens[0]
     encoded = "=?" in first
-    if encoded and len(name) + 2 + len(first) > _EW_LINE:
+    if structured and encoded and len(name) + 2 + len(first) > _EW_LINE:
         lines.append(f"{name}:")
         line = " " + first
     else:
@@ -180,7 +181,7 @@ def _fold(name: str, tokens: list[str]) -> bytes:
 
 def encoded_words(text: str, room: int = 75) -> list[str]:
     """``text`` as RFC 2047 UTF-8 encoded-words of at most 75 characters (the first at most
-    ``room``, when that leaves space for some text), split between characters, in Q or B
+    ``room``, if one character fits), split between characters, in Q or B
     encoding, whichever is shorter. Adjacent encoded-words decode as one run of text, and
     the Q alphabet used is the strictest, valid in display names and in free text alike."""
     data = text.encode("utf-8")
@@ -190,7 +191,7 @@ def encoded_words(text: str, room: int = 75) -> list[str]:
     else:
         mode, limit, first = "b", 45, (room - 12) // 4 * 3  # 45 bytes: 60 base64 characters
         pieces = [char.encode("utf-8") for char in text]
-    budget = min(first, limit) if first >= 12 else limit
+    budget = min(max(first, 1), limit)  # the first word holds one character at least
     words: list[str] = []
     current: list[Any] = []
     size = 0

@@ -25,6 +25,7 @@ from mailbatch.job.addresses import (
     is_valid_address,
     name_problem,
     parse_addresses,
+    tidy_name,
 )
 from mailbatch.job.datafiles import load_data
 from mailbatch.job.model import LINE_BREAKS, Job, TemplateSource
@@ -292,7 +293,7 @@ class Renderer:
             problem = name_problem(recipient.name)
             if problem:
                 raise RenderFailure(f"{where}: {problem}")
-            to_list: Mailboxes = (Address(recipient.name, recipient.address),)
+            to_list: Mailboxes = (Address(tidy_name(recipient.name), recipient.address),)
         else:
             to_list = mailboxes("to", to)
             if not to_list:
