@@ -23,9 +23,16 @@ import email
 import email.policy
 import re
 from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
 
-__all__ = ["addresses", "decode_word", "message_parts", "parse", "strict_addresses",
-           "wire_problems"]
+from mailbatch.job.addresses import Address
+from mailbatch.job.recipients import Recipient
+from mailbatch.message.attachments import Attachment, content_type_for
+from mailbatch.message.render import Rendered
+
+__all__ = ["addresses", "decode_word", "message_parts", "parse", "rendered",
+           "strict_addresses", "wire_problems"]
 
 ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([^?\s]*)\?([^?\s]*)\?=")
 _RUN = re.compile(rf"{ENCODED_WORD.pattern}(?:\s+{ENCODED_WORD.pattern})+")
@@ -174,3 +181,28 @@ def wire_problems(data: bytes) -> list[str]:
             if long:
                 problems.append(f"a quoted-printable line of {len(long[0])}: {long[0]!r}")
     return problems
+
+
+def rendered(tmp_path: Path | None = None, files: dict[str, bytes] | None = None,
+             **fields: Any) -> Rendered:
+    """A Rendered message with plain defaults; ``files`` become its attachments (type as
+    found would give it, unless the name is given as ``(name, type)``)."""
+    attachments = []
+    for key, data in (files or {}).items():
+        name, kind = key if isinstance(key, tuple) else (key, None)
+        assert tmp_path is not None
+        path = tmp_path / name
+        path.write_bytes(data)
+        attachments.append(Attachment(path=path, filename=name,
+                                      content_type=content_type_for(path, kind),
+                                      size=len(data)))
+    values: dict[str, Any] = {
+        "recipient": Recipient(0, "anne@example.org", "Anne", {}, "people.csv:2"),
+        "sender": Address("Sales Reports", "reports@example.org"),
+        "to": (Address("Anne", "anne@example.org"),), "cc": (), "bcc": (), "reply_to": (),
+        "subject": "Weekly sales", "headers": (), "text": "Hello Anne,\n", "html": None,
+        "attachments": tuple(attachments),
+        "message_id": "<0123456789abcdef.mailbatch@example.org>",
+    }
+    values.update(fields)
+    return Rendered(**values)
