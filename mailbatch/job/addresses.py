@@ -27,7 +27,11 @@ _ADDRESS = re.compile(
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$"
 )
 _STOP = frozenset('"(),:;<>[]\\')  # what ends an unquoted word
-_WHITESPACE = frozenset(" \t")
+_WORD = re.compile(r'[^"(),:;<>\[\]\\ \t]+')
+_SPACE = re.compile(r"[ \t]*")
+# The usual value, "Name <addr>" or "addr", read at once (the general parser reads it alike).
+_SIMPLE = re.compile(r' *(?:([^"(),:;<>\[\]\\\s]+(?: [^"(),:;<>\[\]\\\s]+)*) *<([^<>\s]+)>'
+                     r'|([^"(),:;<>\[\]\\\s]+)) *')
 # A name shown without quotes: words of anything but whitespace and RFC 5322 specials.
 _PLAIN_NAME = re.compile(r'[^\s()<>\[\]:;@\\,."]+(?: [^\s()<>\[\]:;@\\,."]+)*')
 _BAD_IN_NAME = frozenset({"Cc", "Cs", "Zl", "Zp"})  # controls (tab too), surrogates, breaks
@@ -88,6 +92,15 @@ def parse_addresses(text: str) -> tuple[Address, ...]:
     """The mailboxes in ``text``: comma-separated ``addr@example.com``, ``Name <addr>`` or
     ``"Name, with specials" <addr>`` (backslash escapes a quote inside the quotes); blank
     items are skipped. Names are tidied (tidy_name). Raises AddressError."""
+    simple = _SIMPLE.fullmatch(text)
+    if simple and is_valid_address(simple[2] or simple[3]) and \
+            (not simple[1] or name_problem(simple[1]) is None):
+        return (Address(simple[1] or "", simple[2] or simple[3]),)
+    return _parse(text)
+
+
+def _parse(text: str) -> tuple[Address, ...]:
+    """parse_addresses without its shortcut for the usual value."""
     found: list[Address] = []
     at, end = 0, len(text)
     while at < end:
@@ -118,7 +131,8 @@ def parse_addresses(text: str) -> tuple[Address, ...]:
         if not is_valid_address(address):
             hint = ("; a name containing a comma must be in double quotes"
                     if "@" not in address and at < end else "")
-            raise AddressError(f"{address!r} is not an email address (plain ASCII "
+            within = f" in {text!r}" if address != text.strip() else ""
+            raise AddressError(f"{address!r}{within} is not an email address (plain ASCII "
                                f"user@domain){hint}")
         problem = name_problem(name)
         if problem:
@@ -128,9 +142,7 @@ def parse_addresses(text: str) -> tuple[Address, ...]:
 
 
 def _skip_space(text: str, at: int) -> int:
-    while at < len(text) and text[at] in _WHITESPACE:
-        at += 1
-    return at
+    return _SPACE.match(text, at).end()  # type: ignore[union-attr]  # matches empty too
 
 
 def _phrase(text: str, at: int) -> tuple[list[tuple[str, bool]], int]:
@@ -149,10 +161,10 @@ def _phrase(text: str, at: int) -> tuple[list[tuple[str, bool]], int]:
         elif char in _STOP:
             raise AddressError(f"{text!r}: {_refusal(char)}")
         else:
-            start = at
-            while at < end and text[at] not in _STOP and text[at] not in _WHITESPACE:
-                at += 1
-            words.append((text[start:at], False))
+            word = _WORD.match(text, at)
+            assert word is not None  # char is neither a stop nor whitespace
+            words.append((word[0], False))
+            at = word.end()
 
 
 def _quoted(text: str, at: int) -> tuple[str, int]:

@@ -237,7 +237,7 @@ def _attachments(top: Section) -> tuple[AttachmentSpec, ...]:
             content_type=sec.text("type"),
             line=line,
         ))
-        if specs[-1].content_type and not re.fullmatch(r"[\w.+-]+/[\w.+-]+",
+        if specs[-1].content_type and not re.fullmatch(r"[\w.+-]{1,127}/[\w.+-]{1,127}",
                                                        specs[-1].content_type, re.ASCII):
             raise sec.error("must be a MIME type like application/pdf", "type")
         sec.done()

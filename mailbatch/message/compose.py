@@ -6,11 +6,16 @@ text + HTML report: 3.5 ms there, 0.07 ms here). The output is what that package
 without defects, and only ever 7-bit (no server needs 8BITMIME or SMTPUTF8):
 
 - header fields from headers.py: printable ASCII as given, other text as RFC 2047
-  encoded-words, folded to 78 characters where the words allow, never beyond 998;
+  encoded-words, address lists from (name, address) pairs, folded to 78 characters where the
+  words allow (76 with encoded-words), never beyond 998 (checked here, on the final bytes);
 - text bodies as 7bit when ASCII with lines of at most 78 characters, else quoted-printable
-  (base64 when that is shorter), always with CRLF line ends;
-- attachment parts pre-encoded once per batch by the AttachmentCache and spliced in;
+  (lines of at most 76; base64 when that is shorter), always with CRLF line ends;
+- attachment parts pre-encoded once per batch by the AttachmentCache and spliced in
+  (base64, or an attached message as it is);
 - random boundaries, checked against every part that could contain them.
+
+A new body shape (multipart/related, say) is one more branch of ``_body``: it returns the
+entity's header lines, its body and the parts written literally.
 """
 
 from __future__ import annotations
