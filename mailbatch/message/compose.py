@@ -63,13 +63,14 @@ def compose(message: Rendered, cache: AttachmentCache, date: str | None = None) 
     if not message.attachments:
         return head + body_head + b"\r\n" + body
     parts = [cache.pieces(attachment) for attachment in message.attachments]
-    boundary = _boundary([*literal, *(part.head for part in parts),
-                          *(part.body for part in parts if part.literal)])
+    boundary = _boundary([*literal, *(part_head for part_head, _, _ in parts),
+                          *(part_body for _, part_body, written in parts if written)])
     delimiter = b"\r\n--" + boundary + b"\r\n"
     return b"".join([
         head, b'Content-Type: multipart/mixed;\r\n boundary="', boundary, b'"\r\n\r\n--',
         boundary, b"\r\n", body_head, b"\r\n", body,
-        *(chunk for part in parts for chunk in (delimiter, part.head, part.body)),
+        *(chunk for part_head, part_body, _ in parts
+          for chunk in (delimiter, part_head, part_body)),
         b"\r\n--", boundary, b"--\r\n",
     ])
 
