@@ -14,13 +14,14 @@ import re
 import unicodedata
 from typing import NamedTuple
 
-__all__ = ["ADDRESS_HEADERS", "Address", "AddressError", "is_valid_address", "name_problem",
-           "parse_addresses", "tidy_name"]
+__all__ = ["ADDRESS_HEADERS", "SINGLE_ADDRESS_HEADERS", "Address", "AddressError",
+           "is_valid_address", "name_problem", "parse_addresses", "tidy_name"]
 
 # Extra header fields (job ``headers:``) that hold mailbox lists: read into pairs like To.
 ADDRESS_HEADERS = frozenset({"sender", "resent-from", "resent-to", "resent-cc", "resent-bcc",
                              "resent-sender", "resent-reply-to", "disposition-notification-to",
                              "mail-followup-to", "mail-reply-to"})
+SINGLE_ADDRESS_HEADERS = frozenset({"sender", "resent-sender"})  # one mailbox (RFC 5322 3.6.2)
 
 _ADDRESS = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"

@@ -20,6 +20,7 @@ import jinja2.nodes
 from mailbatch.errors import JobError
 from mailbatch.job.addresses import (
     ADDRESS_HEADERS,
+    SINGLE_ADDRESS_HEADERS,
     Address,
     AddressError,
     is_valid_address,
@@ -284,6 +285,9 @@ class Renderer:
                 found = parse_addresses(value)
             except AddressError as err:
                 raise RenderFailure(f"{where}: {field}: {err}") from None
+            if len(found) > 1 and field.lower().removeprefix("headers.") in \
+                    SINGLE_ADDRESS_HEADERS:
+                raise RenderFailure(f"{where}: {field}: must be one address, not {len(found)}")
             named = self._named.get(field)
             if named is not None and len(found) > named:
                 widened.append((field, named, tuple(m.address for m in found)))

@@ -302,6 +302,8 @@ def test_a_recipient_value_in_a_pattern_is_a_literal_name_and_cannot_leave_the_r
     ("cc: \"{{ team }}\"", "a group (name: addresses;)"),
     ("reply_to: \"{{ name }} (Sales) <r@example.org>\"", "reply_to: "),
     ("headers: {Sender: \"{{ team }}\"}", "headers.Sender: "),
+    ('headers: {Sender: "a@example.org, b@example.org"}',
+     "headers.Sender: must be one address, not 2"),
 ])
 def test_an_address_field_that_does_not_read_as_addresses_is_a_render_error(
         tmp_path, smtp_server, ca_file, password_env, capsys, job, words):
