@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="write each message as an .eml file to the outbox; send nothing")
     run.add_argument("--new-batch", action="store_true",
-                     help="start a fresh batch instead of resuming the current one")
+                     help="start a fresh batch instead of resuming the current one, even while "
+                          "an older batch is unfinished")
+    run.add_argument("--batch", metavar="NAME",
+                     help="finish the job's batch NAME (e.g. yesterday's, left unfinished), "
+                          "rendered with the dates it began with")
     run.add_argument("--resend-uncertain", action="store_true",
                      help="resend messages whose delivery is uncertain (may duplicate them)")
     run.add_argument("--debug-smtp", action="store_true",
@@ -108,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     progress = choose_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose,
                                debug=args.debug_smtp, logger=log)
-    options = RunOptions(dry_run=args.dry_run, new_batch=args.new_batch,
+    options = RunOptions(dry_run=args.dry_run, new_batch=args.new_batch, batch=args.batch,
                          resend_uncertain=args.resend_uncertain, debug_smtp=args.debug_smtp,
                          progress=progress, test_to=args.to,
                          test_limit=1 if args.limit is None else (args.limit or None))
@@ -253,11 +257,17 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _check_test_send_options(args: argparse.Namespace) -> None:
+    if args.batch is not None:
+        for flag, given in (("--dry-run", args.dry_run), ("--new-batch", args.new_batch)):
+            if given:
+                raise UsageError(f"--batch continues a batch of the journal; it does not go "
+                                 f"with {flag}")
     if args.to is None:
         if args.limit is not None:
             raise UsageError("--limit applies to a test send only; add --to ADDRESS")
         return
     for flag, given in (("--dry-run", args.dry_run), ("--new-batch", args.new_batch),
+                        ("--batch", args.batch is not None),
                         ("--resend-uncertain", args.resend_uncertain)):
         if given:
             raise UsageError(f"--to makes a test send, which never touches the batch: drop "

@@ -84,9 +84,18 @@ def test_run_help_documents_the_exit_codes_and_test_sends(capsys):
         main(["run", "--help"])
 
     out = capsys.readouterr().out
-    for code in ("65", "69", "75", "77", "78"):
+    for code in ("4", "65", "69", "75", "77", "78"):
         assert re.search(rf"\b{code}\b", out)
     assert "--to ADDRESS" in out and "--limit N" in out
+
+
+@pytest.mark.parametrize("other", [["--new-batch"], ["--dry-run"], ["--to", "me@example.org"]])
+def test_batch_option_does_not_combine_with_new_batch_dry_run_or_a_test_send(other, tmp_path,
+                                                                            capsys):
+    job = write_job(tmp_path, JOB + "smtp: {host: 127.0.0.1}\n")
+
+    assert main(["run", str(job), "--batch", "2026-11-30", *other]) == 2
+    assert "--batch" in capsys.readouterr().err
 
 
 # -- progress, -q and -v -------------------------------------------------------------------------
