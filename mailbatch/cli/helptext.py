@@ -50,7 +50,8 @@ EPILOG_PREVIEW = """examples:
   mailbatch preview weekly-sales.yaml                        the first recipient's message
   mailbatch preview weekly-sales.yaml --recipient 3          the third recipient's
   mailbatch preview weekly-sales.yaml --recipient ana@example.com
-  mailbatch preview weekly-sales.yaml --html-out /tmp/m.html open the HTML body in a browser"""
+  mailbatch preview weekly-sales.yaml --html-out /tmp/m.html open the HTML body in a browser
+  mailbatch preview weekly-sales.yaml --serve                every message in a browser, live"""
 
 EPILOG_INIT = """examples:
   mailbatch init                 write the starter job into the current folder

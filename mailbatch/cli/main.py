@@ -6,6 +6,7 @@ Heavy modules are imported inside the command that needs them, so ``--help`` is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -194,6 +195,11 @@ def _add_safe_commands(commands: argparse._SubParsersAction, common: argparse.Ar
                               "(default: 1)")
     preview.add_argument("--html-out", metavar="FILE",
                          help="write the HTML body to FILE, to open in a browser")
+    preview.add_argument("--serve", action="store_true",
+                         help="show the messages in a browser from a local server on 127.0.0.1, "
+                              "reloading when the job, a template or a data file changes")
+    preview.add_argument("--port", type=int, default=0, metavar="N",
+                         help="with --serve: the port (default: any free port)")
     preview.set_defaults(func=cmd_preview)
 
     init = commands.add_parser(
@@ -227,6 +233,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from mailbatch.cli.inspect import preview
     from mailbatch.job.model import load_job
 
+    if args.serve:
+        return _serve_preview(args)
     job = load_job(args.job)
     shown = preview(job, args.recipient)
     if args.html_out:
@@ -238,6 +246,26 @@ def cmd_preview(args: argparse.Namespace) -> int:
         except OSError as err:
             raise UsageError(f"{args.html_out}: cannot write: {err.strerror}") from None
     print("\n".join(shown.lines(args.html_out)))
+    return EXIT_OK
+
+
+def _serve_preview(args: argparse.Namespace) -> int:
+    from mailbatch.cli.serve import PreviewServer
+
+    if args.html_out:
+        raise UsageError("--serve shows the HTML in the browser; drop --html-out")
+    if not Path(args.job).is_file():
+        raise UsageError(f"{args.job}: no such job file")
+    try:
+        server = PreviewServer(args.job, args.port)
+    except OSError as err:
+        raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {err.strerror}; choose "
+                         "another --port") from None
+    with server:
+        print(f"previewing {server.job_path} at {server.url}?r={args.recipient or 1} "
+              "(nothing is sent; Ctrl-C to stop)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it ends
+            server.serve_forever()
     return EXIT_OK
 
 
