@@ -47,10 +47,16 @@ log = logging.getLogger(__name__)
 
 EXIT_SOFTWARE = 70  # sysexits EX_SOFTWARE: the run crashed with a bug (logged with traceback)
 RESULTS = {0: "ok", 1: "partial", 75: "incomplete"}
-# After a late finish that ended so, this period's batch is not tried: it would fail the same
-# way (server, login, disk), or must not start now (stopped; another run holds the job).
+# A run that was stopped by one of these errors ends the sequence: the next batch would fail
+# the same way (server, login, disk) or must not start now (stopped; another run holds the
+# job). A batch that merely ended with recipients deferred (exit 75 from its counts) does not:
+# it must not hold back every later batch.
 STOPPERS = frozenset({EXIT_ALREADY_RUNNING, EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_TEMPFAIL,
                       EXIT_NOPERM, EXIT_IO})
+
+
+def _stops(run: LastRun) -> bool:
+    return run.result != "incomplete" and run.exit_code in STOPPERS
 Runner = Callable[[Job, RunOptions], Report]
 
 
@@ -89,8 +95,8 @@ class JobRuns:
             log.warning("%s: batch %s still has %d recipient(s) to send; finishing it late, "
                         "before this period's batch, with the dates it began with",
                         self.job.name, info.batch, info.to_send)
-            runs.append(self._attempt(RunOptions(batch=info.batch)))
-            if runs[-1].exit_code in STOPPERS or self.stop.is_set():
+            runs.append(last := self._attempt(RunOptions(batch=info.batch)))
+            if last is None or _stops(last) or self.stop.is_set():
                 return _outcome(runs)
         runs.append(self._attempt(RunOptions(leave_unfinished=True)))
         return _outcome(runs)
@@ -99,7 +105,7 @@ class JobRuns:
         """Finish ``batches`` (oldest first): interrupted, they would wait for the next due
         run (tomorrow, next week), or never be sent if that starts a new batch."""
         current = self._current_batch()
-        runs: list[LastRun] = []
+        runs: list[LastRun | None] = []
         for info in batches:
             if self.stop.is_set():
                 break
@@ -111,8 +117,8 @@ class JobRuns:
                             "and its period is over (this period's batch is %s); finishing it "
                             "late now, with the dates it began with", self.job.name,
                             info.batch, info.to_send, current)
-            runs.append(self._attempt(RunOptions(batch=info.batch)))
-            if runs[-1].exit_code in STOPPERS:
+            runs.append(last := self._attempt(RunOptions(batch=info.batch)))
+            if last is None or _stops(last):
                 break
         return _outcome(runs) if runs else None
 

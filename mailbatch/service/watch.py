@@ -140,8 +140,9 @@ class JobFiles:
 
 def unexpected(path: Path, err: BaseException) -> str:
     """The error line of a job file whose loading raised what no job file should."""
-    return (f"{path}: cannot be loaded: {type(err).__name__}: {err}; this is a bug in "
-            "mailbatch, please report it (the traceback is in the service's log)")
+    what = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    return (f"{path}: cannot be loaded: {what}; this is a bug in mailbatch, please report it "
+            "(the traceback is in the service's log)")
 
 
 def _declares_schedule(path: Path) -> bool:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from mailbatch.cli import main as cli
 from mailbatch.job.model import Job
 from mailbatch.service.scheduler import Service
 from tests.clock import FakeClock
-from tests.helpers import smtp_block
+from tests.scheduled import subjects, wait_for_status, write_scheduled
 
 
 def local(*fields: int) -> dt.datetime:
@@ -32,26 +31,6 @@ def local(*fields: int) -> dt.datetime:
 
 START = local(2026, 6, 3, 10, 0)  # a Wednesday
 POLL = 10  # seconds between looks at the job files
-
-
-def write_scheduled(folder: Path, name: str, server, ca_file, schedule: str = "every 10 minutes",
-                    *, recipients: tuple[str, ...] = ("ann", "bob"), text: str = "Hello {{ name }}",
-                    extra: str = "") -> Path:
-    """A job file `folder/name.yaml` sending to `recipients`@example.org on `schedule`."""
-    people = "\n".join(f"  - {{email: {r}@example.org, name: {r.title()}}}" for r in recipients)
-    path = folder / f"{name}.yaml"
-    content = (smtp_block(server, ca_file) + f"from: Reports <reports@example.org>\n"
-               f"subject: '{name} for {{{{ name }}}}'\ntext: '{text}'\nrecipients:\n{people}\n"
-               f"schedule: {schedule}\n{extra}")
-    old = path.stat().st_mtime if path.exists() else None
-    path.write_text(content, encoding="utf-8")
-    if old is not None:  # a rewrite is always seen as a change, however coarse the clock
-        os.utime(path, (old + 1, old + 1))
-    return path
-
-
-def subjects(server) -> list[str]:
-    return sorted(m.message["Subject"] for m in server.messages)
 
 
 def last_runs(service: Service) -> dict[str, dict | None]:
@@ -431,7 +410,7 @@ def test_the_service_runs_two_jobs_every_second_until_sigterm(
          str(status_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         smtp_server.wait_for(4, timeout=15)
-        status = _wait_for_status(status_file, lambda s: all(
+        status = wait_for_status(status_file, lambda s: all(
             job["last_run"] and job["last_run"]["result"] == "ok" for job in s["jobs"])
             and len(s["jobs"]) == 2)
         assert status["service"]["pid"] == service.pid
@@ -454,20 +433,6 @@ def test_the_service_runs_two_jobs_every_second_until_sigterm(
     for job in final["jobs"]:
         assert (job["last_run"]["result"], job["last_run"]["exit_code"]) == ("ok", 0)
         assert job["next_run"] is not None and job["running"] is False
-
-
-def _wait_for_status(path: Path, ready, timeout: float = 15) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            status = json.loads(path.read_text())
-            if ready(status):
-                return status
-        except (OSError, ValueError):
-            status = None
-        if time.monotonic() > deadline:
-            raise AssertionError(f"status file not ready within {timeout}s: {status}")
-        time.sleep(0.05)
 
 
 def _iso(moment: dt.datetime) -> str:
