@@ -30,7 +30,7 @@ from mailbatch.service.notify import Notifier
 from mailbatch.service.runs import EXIT_SOFTWARE, JobRuns, Runner, unfinished_batches
 from mailbatch.service.status import LastRun, read_previous, stamp, write_status
 from mailbatch.service.timing import Clock, TimetableScheduler, system_clock
-from mailbatch.service.wakeup import Wakeup
+from mailbatch.service.wakeup import Wakeup, WakingEvent
 from mailbatch.service.watch import Change, JobFile, JobFiles, unexpected
 
 __all__ = ["EXIT_SOFTWARE", "Entry", "LastRun", "Service"]
@@ -66,18 +66,6 @@ class Entry:
         return self.worker is not None and self.worker.is_alive()
 
 
-class _Stop(threading.Event):
-    """The stop flag shared with every run; setting it (SIGTERM, Ctrl-C) also wakes the loop."""
-
-    def __init__(self, wake: Callable[[], None]) -> None:
-        super().__init__()
-        self._wake = wake
-
-    def set(self) -> None:
-        super().set()
-        self._wake()
-
-
 class Service:
     """Watches ``targets`` (folders and job files) and runs each job when it is due.
 
@@ -91,7 +79,7 @@ class Service:
         self.files = JobFiles(targets)
         self.targets = self.files.targets
         self.status_file = Path(status_file).absolute() if status_file else None
-        self.stop = _Stop(self._wake)
+        self.stop = WakingEvent(self._wake)  # shared with every run: SIGTERM, Ctrl-C
         self.clock = clock
         self.poll = poll
         self.runner = runner
@@ -107,6 +95,7 @@ class Service:
         self._last_status: dt.datetime | None = None
         self._previous = read_previous(self.status_file)
         self._scan_error: str | None = None
+        self._tick_error: str | None = None
 
     # -- job files ---------------------------------------------------------------------------
 
@@ -207,8 +196,14 @@ class Service:
                 self._wakeup = wakeup
                 try:
                     while not self.stop.is_set():
-                        self.tick()
-                        wakeup.wait(self._sleep())
+                        try:
+                            self.tick()
+                            sleep = self._sleep()
+                        except Exception as err:  # a bug of the service's own: not its end
+                            if str(err) != self._tick_error:
+                                log.exception("the service's loop failed; trying again")
+                            self._tick_error, sleep = str(err), 1.0
+                        wakeup.wait(sleep)
                 finally:
                     self._wakeup = None
         finally:

@@ -13,8 +13,9 @@ import select
 import signal
 import socket
 import threading
+from collections.abc import Callable
 
-__all__ = ["Wakeup"]
+__all__ = ["Wakeup", "WakingEvent"]
 
 
 class Wakeup:
@@ -59,3 +60,16 @@ class Wakeup:
         with self._lock:
             self._reader.close()
             self._writer.close()
+
+
+class WakingEvent(threading.Event):
+    """An event whose ``set()`` also calls ``wake``: the service's stop flag, so that a stop
+    (SIGTERM, Ctrl-C, a test) ends the loop's sleep at once."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def set(self) -> None:
+        super().set()
+        self._wake()

@@ -142,7 +142,7 @@ def unexpected(path: Path, err: BaseException) -> str:
     """The error line of a job file whose loading raised what no job file should."""
     what = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     return (f"{path}: cannot be loaded: {what}; this is a bug in mailbatch, please report it "
-            "(the traceback is in the service's log)")
+            "(the service logs its traceback)")
 
 
 def _declares_schedule(path: Path) -> bool:

@@ -89,3 +89,24 @@ def test_a_reload_request_wakes_the_sleeping_loop_at_once(jobs, smtp_server, ca_
         serving.join(30)
     assert not serving.is_alive()
     assert service.state == "stopped"
+
+
+def test_a_bug_in_the_loop_itself_is_logged_once_and_the_service_goes_on(
+        jobs, smtp_server, ca_file, caplog):
+    clock = FakeClock(dt.datetime(2026, 6, 3, 10, 0, tzinfo=UTC))
+    service = Service([jobs], clock=clock, poll=3600, zone=UTC)
+    service.load()
+    failures = []
+
+    def broken() -> None:
+        failures.append(1)
+        if len(failures) >= 3:
+            service.stop.set()
+        raise RuntimeError("a bug")
+
+    service.scheduler.run_pending = broken
+    with caplog.at_level(logging.ERROR, logger="mailbatch.service"):
+        service.serve()  # returns only because the third tick stopped it
+    assert len(failures) == 3
+    assert [r.getMessage() for r in caplog.records] == ["the service's loop failed; trying again"]
+    assert service.state == "stopped"
