@@ -59,10 +59,10 @@ def test_a_job_failing_at_every_tick_mails_its_owner_once_even_across_a_restart(
                              for name in ("broken", "always", "uncertain"))
 
     with ServiceProcess([jobs], status_file) as first:
-        first.status(each_ran(4))
+        first.status(each_ran(3))
         assert first.stop() == 0
     with ServiceProcess([jobs], status_file) as second:
-        second.status(each_ran(7))
+        second.status(each_ran(5))
         assert second.stop() == 0
     assert len(summaries(smtp_server, "broken")) == 1
     assert summaries(smtp_server, "always") == [
