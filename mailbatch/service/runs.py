@@ -55,9 +55,11 @@ STOPPERS = frozenset({EXIT_ALREADY_RUNNING, EXIT_INTERRUPTED, EXIT_UNAVAILABLE, 
                       EXIT_NOPERM, EXIT_IO})
 
 
+Runner = Callable[[Job, RunOptions], Report]
+
+
 def _stops(run: LastRun) -> bool:
     return run.result != "incomplete" and run.exit_code in STOPPERS
-Runner = Callable[[Job, RunOptions], Report]
 
 
 def unfinished_batches(job: Job) -> list[BatchInfo]:
@@ -90,7 +92,7 @@ class JobRuns:
             older = unfinished_batches(self.job)
         except MailbatchError as err:
             return self._failed(err)
-        runs = []
+        runs: list[LastRun | None] = []
         for info in older:
             log.warning("%s: batch %s still has %d recipient(s) to send; finishing it late, "
                         "before this period's batch, with the dates it began with",
