@@ -23,6 +23,7 @@ from mailbatch.cli.helptext import (
     EPILOG_RUN,
     EPILOG_SCHEDULE,
 )
+from mailbatch.cli.journald import use_journal_format
 from mailbatch.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -160,6 +161,7 @@ def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> C
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:  # cron mails this output: timestamps say when each thing happened
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    use_journal_format(handler, sys.stderr)  # under systemd: syslog priorities, no timestamp
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
@@ -347,7 +349,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     # Each run's one-line outcome and each reload are INFO: shown unless -q. With --list, the
     # list itself says which job files are invalid.
     loggers = [logging.getLogger(n) for n in (
-        "mailbatch.service.scheduler", "mailbatch.service.notify")]
+        "mailbatch.service.scheduler", "mailbatch.service.runs", "mailbatch.service.notify")]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL if args.list else logging.ERROR if args.quiet else
@@ -368,7 +370,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def schedule_lines(service: Service) -> list[str]:
-    """One line per job: name, next run, timetable, file; invalid files say why."""
+    """One line per job: name, next run (and in the job's zone), timetable, file; invalid
+    files say why."""
+    from zoneinfo import ZoneInfo
+
     entries = service.sorted_entries()
     if not entries:
         return [f"no scheduled jobs in {', '.join(str(t) for t in service.targets)} (a job "
@@ -378,6 +383,9 @@ def schedule_lines(service: Service) -> list[str]:
     for e in entries:
         when = e.next_run.astimezone().strftime("%a %Y-%m-%d %H:%M:%S %z") if e.next_run \
             else "not scheduled"
+        if e.next_run and e.timetable and e.timetable.zone:  # and in the job's own zone
+            zoned = e.next_run.astimezone(ZoneInfo(e.timetable.zone))
+            when += f" ({zoned:%a %H:%M:%S %Z} {e.timetable.zone})"
         what = e.timetable.text if e.timetable else "-"
         lines.append(f"{e.name:<{width}}  {when}  {what}  ({e.path})")
         if e.error:
