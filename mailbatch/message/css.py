@@ -55,7 +55,7 @@ class Styler:
 
 def add_style_block(html: str, css: str) -> str:
     """``css`` as a ``<style>`` block at the start of the head (made if there is none)."""
-    css = css.replace("</", "<\\/")  # a stylesheet cannot end the block early
+    css = css.strip().replace("</", "<\\/")  # a stylesheet cannot end the block early
     block = f"<style>\n{css}\n</style>"
     head = _HEAD.search(html)
     if head:

@@ -44,6 +44,10 @@ class Scratch:
             weakref.finalize(self, shutil.rmtree, self._path, True)
         return self._path
 
+    def holds(self, path: Path) -> bool:
+        """Whether ``path`` is a generated file (of this folder)."""
+        return self._path is not None and path.parent == self._path
+
     def find(self, name: str) -> Path | None:
         """The file ``name`` if it was stored already (by this process or the other)."""
         path = self.path / name

@@ -26,6 +26,7 @@ _CLOSES_P = _LAYOUT | {"dl", "section", "article", "header", "footer"}
 _BLOCK = _CLOSES_P | {"main", "nav", "aside", "center", "address", "figure", "figcaption",
                       "form", "fieldset", "dt", "dd", "li", "tr"}
 _SPACE = re.compile(r"[ \t\n\r\f\v]+")
+_BREAK = "\0"  # a <br> in gathered text (source line breaks are only spaces)
 _NUMBER = re.compile("[-+\u2212]?" r"[$€£¥]?\s?[\d.,']*\d[\d.,']*\s?(?:%|[kKmMbB]|[$€£¥])?")
 
 
@@ -74,7 +75,7 @@ class _TreeBuilder(HTMLParser):
                 return
 
     def handle_data(self, data: str) -> None:
-        self.stack[-1].children.append(data)
+        self.stack[-1].children.append(data.replace(_BREAK, ""))
 
     def _close_open(self, *tags: str, stop: set[str]) -> None:
         for i in range(len(self.stack) - 1, 0, -1):
@@ -116,7 +117,7 @@ class _Blocks:
         text = "".join(self.inline)
         self.inline = []
         lines = []
-        for line in text.split("\n"):
+        for line in text.split(_BREAK):
             line = _SPACE.sub(" ", line).strip().replace("\xa0", " ")
             if line:
                 lines.extend(textwrap.wrap(line, WIDTH, break_long_words=False,
@@ -141,7 +142,7 @@ class _Blocks:
         if tag in _SKIP:
             return
         if tag == "br":
-            self.inline.append("\n")
+            self.inline.append(_BREAK)
         elif tag == "img":
             alt = node.attrs.get("alt", "").strip()
             if alt:

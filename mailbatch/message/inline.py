@@ -22,7 +22,8 @@ from pathlib import Path
 
 from mailbatch.message.attachments import Attachment, AttachmentCache, AttachmentProblem, find
 
-__all__ = ["ImageSet", "InlineImage", "collecting", "current", "inline_parts", "referenced"]
+__all__ = ["ImageSet", "InlineImage", "collecting", "current", "inline_parts", "referenced",
+           "rewrite_references"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,18 @@ def referenced(html: str) -> list[str]:
     if "cid:" not in html.lower():
         return []
     return list(dict.fromkeys(_REFERENCE.findall(html)))
+
+
+def rewrite_references(html: str, urls: dict[str, str]) -> str:
+    """The HTML with each ``cid:NAME`` reference in ``urls`` replaced by its URL (for a
+    preview written to files)."""
+    def replace(match: re.Match[str]) -> str:
+        url = urls.get(match[1])
+        if url is None:
+            return match[0]
+        return match[0][:match.start(1) - match.start(0) - 4] + url
+
+    return _REFERENCE.sub(replace, html)
 
 
 def safe_filename(name: str, fallback: str = "image") -> str:

@@ -176,7 +176,8 @@ def text_table(rows: Any, **options: Any) -> str:
     header, body, footer, numeric = layout(rows, **options)
     if not numeric:
         return ""
-    every = [*([header] if header else []), *body, *([footer] if footer else [])]
+    every = [[" ".join(c.splitlines()) for c in r]  # one line per row, whatever the data
+             for r in [*([header] if header else []), *body, *([footer] if footer else [])]]
     widths = [max((len(r[i]) for r in every), default=0) for i in range(len(numeric))]
 
     def line(cells: list[str]) -> str:
@@ -184,9 +185,11 @@ def text_table(rows: Any, **options: Any) -> str:
                          for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    lines = [*([line(header), rule] if header is not None else []), *(line(r) for r in body)]
+    rows = iter(every)
+    lines = [*([line(next(rows)), rule] if header is not None else []),
+             *(line(next(rows)) for _ in body)]
     if footer is not None:
-        lines += [rule, line(footer)]
+        lines += [rule, line(next(rows))]
     return "\n".join(lines)
 
 
@@ -195,7 +198,7 @@ def markdown_table(rows: Any, **options: Any) -> str:
     if not numeric:
         return ""
     every = [header or [""] * len(numeric), *body, *([footer] if footer else [])]
-    cells = [[c.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") or " "
+    cells = [[" ".join(c.replace("\\", "\\\\").replace("|", "\\|").splitlines()) or " "
               for c in r] for r in every]
     widths = [max(3, *(len(r[i]) for r in cells)) for i in range(len(numeric))]
 
