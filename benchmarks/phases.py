@@ -20,9 +20,11 @@ from results import NAIVE, PER_MESSAGE, WIRE, WIRE_PIPELINED, Results, Row, Run
 from sink import PASSWORD
 from workload import PASSWORD_ENV, Workdir
 
-__all__ = ["MAILBATCH", "Bench", "Sizes"]
+__all__ = ["MAILBATCH", "PLAIN", "REPORT", "Bench", "Sizes"]
 
 MAILBATCH = "mailbatch"
+PLAIN = "mailbatch, plain (A's job)"  # workload D: the same batch without report features...
+REPORT = "mailbatch, report features"  # ...and with them
 WIRE_DEFAULT = "wire limit, no TCP_NODELAY"
 MIB = 1024 * 1024
 
@@ -48,6 +50,7 @@ class Sizes:
     c_dry: tuple[int, ...] = (10_000, 100_000)
     c_big: int = 1_000
     c_big_bytes: int = 20 * MIB
+    d: int = 2_000
     pdf_bytes: int = 100 * 1024
     reps: int = 3
     startup_runs: int = 10
@@ -56,7 +59,7 @@ class Sizes:
 QUICK = Sizes(a=50, a_naive=50, a_per_message=10, a_wire=50, a_wire_default=20,
               a_wire_pipelined=50, a_pool=50, b=50, b_naive=50, b_per_message=10, b_wire=50,
               b_wire_default=50, b_wire_pipelined=50, b_pool=50, c_dry=(50, 100),
-              c_big=5, c_big_bytes=1 * MIB, reps=1, startup_runs=3)
+              c_big=5, c_big_bytes=1 * MIB, d=50, reps=1, startup_runs=3)
 
 
 class Bench:
@@ -216,6 +219,34 @@ class Bench:
                 continue
             self.results.summarise(workload, label, note)
         self.results.ratios(workload)
+
+    def features(self, plain: Workdir, report: Workdir, reps: int, charts: bool) -> None:
+        """Workload D: the same batch with and without the report features (CSS inlining,
+        the table filter, an inline chart per region), alternating, ``reps`` rounds each."""
+        runs = {PLAIN: plain, REPORT: report}
+        for rep in range(reps):
+            order = [PLAIN, REPORT] if rep % 2 == 0 else [REPORT, PLAIN]
+            for label in order:
+                if any(not r.valid for r in self.results.runs
+                       if r.workload == "D" and r.contender == label):
+                    continue  # it failed once: it would fail alike
+                result = self.mailbatch(runs[label], "D", label)
+                self.results.runs.append(result)
+                status = "ok" if result.valid else f"INVALID ({result.error})"
+                print(f"  D rep {rep + 1}/{reps} {label:<28} {result.count:>7,} msgs "
+                      f"{result.seconds:8.2f} s  {status}", flush=True)
+        what = ("a <style> block inlined, the table filter in text and HTML, one chart per "
+                "region inline (8 drawn)" if charts else
+                "a <style> block inlined, the table filter in text and HTML, one prepared "
+                "PNG per region inline (matplotlib is not installed: no chart drawn)")
+        rows = [self.results.summarise("D", PLAIN, "A's templates, PDF and recipients"),
+                self.results.summarise("D", REPORT, what)]
+        if all(row.median_s for row in rows):
+            ratio = rows[1].median_s / rows[0].median_s  # type: ignore[operator]
+            self.results.notes.append(
+                f"D: the report features take mailbatch {ratio:.2f}x its time without them "
+                f"({rows[1].median_s:.2f} s against {rows[0].median_s:.2f} s for "
+                f"{plain.count:,} messages; target 1.5x).")
 
     def _mailbatch_failed(self, workload: str) -> bool:
         """After one failed mailbatch run, skip its remaining rounds: they would fail alike."""

@@ -189,10 +189,12 @@ def _count_html(summary: CheckSummary, recipient: Recipient, html: str | None,
     summary.images_min = n if first else min(summary.images_min, n)
     summary.images_max = max(summary.images_max, n)
     summary.images_total += n
-    for image in inline:
-        images[image.path.resolve()] = image.size
+    sizes = [image.size if image.size >= 0 else image.path.stat().st_size  # a chart, drawn
+             for image in inline]
+    for image, image_size in zip(inline, sizes, strict=True):
+        images[image.path.resolve()] = image_size
     log.info("%s: html %d bytes, %d inline image(s) of %d bytes", recipient.address, size, n,
-             sum(image.size for image in inline))
+             sum(sizes))
 
 
 @dataclass(frozen=True)
@@ -237,8 +239,8 @@ class Preview:
         if self.images:
             out.append(f"# {len(self.images)} inline image(s) in the HTML:")
             out += [f"  {printable(image.filename)}  {image.content_type}  "
-                    f"{size_text(image.size)}  (cid:{printable(image.cid)})"
-                    for image, _ in self.images]
+                    f"{size_text(len(data))}  (cid:{printable(image.cid)})"
+                    for image, data in self.images]
         if self.html is not None:
             out.append(f"# HTML body written to {html_out}" if html_out else
                        "# the message also has an HTML body: write it with --html-out FILE")
@@ -264,6 +266,7 @@ def preview(job: Job, which: str | None = None, *, now: dt.datetime | None = Non
                          f"its addresses or a number from 1 to {total}")
     try:
         rendered = renderer.render(chosen)
+        renderer.settle()
         data = compose(rendered, AttachmentCache())
     except RenderFailure as err:
         raise RenderError([str(err)]) from None

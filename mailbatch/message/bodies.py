@@ -22,6 +22,7 @@ from mailbatch.job.model import Job, TemplateSource
 from mailbatch.message import charts, markdown, tables
 from mailbatch.message.attachments import Attachment, AttachmentProblem, find
 from mailbatch.message.css import Styler
+from mailbatch.message.drawer import Drawer
 from mailbatch.message.generated import Scratch, csv_bytes, zip_attachments
 from mailbatch.message.htmltext import html_to_text
 from mailbatch.message.inline import ImageSet, InlineImage, inline_image, safe_filename
@@ -57,6 +58,8 @@ class Content:
         body = job.html or job.markdown
         self.body_name = body.name if body else ""
         template = str(body.path) if body and body.path else str(job.path)
+        self.drawer = Drawer(scratch)  # started at the first chart not drawn before
+        chart = charts.make_chart(scratch, self.drawer.request, template)
         for kind, env in envs.items():
             tables.install(env, kind)
             env.globals["charts_available"] = charts.available()
@@ -64,7 +67,7 @@ class Content:
                 env.globals["inline_image"] = env.globals["chart"] = _text_only
             else:
                 env.globals["inline_image"] = inline_image
-                env.globals["chart"] = charts.make_chart(scratch, template)
+                env.globals["chart"] = chart
         self._named = {name: compile(self._text_env, TemplateSource(
             f"inline_images.{name}", text=path)) for name, path in keys.inline_images}
         self._zip = compile(self._text_env, TemplateSource(
@@ -109,6 +112,11 @@ class Content:
         if text is None:  # a text part always: clients and filters expect one
             text = html_to_text(plain)
         return text, html, inline
+
+    def settle(self) -> None:
+        """Wait until every chart of the messages rendered so far is drawn (RenderError if
+        one cannot be)."""
+        self.drawer.settle()
 
     def generator(self, index: int, spec: GeneratedSpec) -> Callable[[Mapping[str, Any]],
                                                                       Attachment]:

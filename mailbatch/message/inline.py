@@ -33,7 +33,7 @@ class InlineImage:
     path: Path
     filename: str  # ASCII letters, digits, '.', '_', '-' only: no header encoding needed
     content_type: str
-    size: int
+    size: int  # -1 for a chart still being drawn when the message rendered
     cid: str
 
 
@@ -150,6 +150,10 @@ def inline_parts(images: tuple[InlineImage, ...],
     once per batch for a file that many messages show."""
     parts = []
     for image in images:
+        if image.size < 0:  # a chart: drawn by now, unless this message rendered just now
+            from mailbatch.message.drawer import ensure
+
+            ensure(image.path)
         _, body = cache.pieces(Attachment(image.path, image.filename, image.content_type,
                                           image.size))
         head = (f"Content-Type: {image.content_type}\r\n"

@@ -312,6 +312,11 @@ class Renderer:
             inline_images=inline,
         )
 
+    def settle(self) -> None:
+        """Wait until the charts of every message rendered so far are drawn (they are drawn
+        on the other core meanwhile, see drawer.py); RenderError if one cannot be."""
+        self._content.settle()
+
     def message_id(self, key: str) -> str:
         """Stable per batch and recipient, so a resumed send carries the same Message-ID."""
         seed = f"{self.job.path}\0{self.batch}\0{key}\0{self.message_id_salt}".encode()

@@ -72,6 +72,7 @@ class RenderPool:
         results = self._flush() if self._chunk else []
         if self._pending is not None:
             results = self._collect() + results
+        self.renderer.settle()  # every chart drawn before the pass is over
         return results
 
     def _flush(self) -> list[Result]:
@@ -194,6 +195,7 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         except EOFError:
             return
         messages = list(_render_all(renderer, recipients))
+        renderer.settle()  # the charts this process claimed, drawn before the parent sees them
         pickle.dump((renderer.fingerprint, messages), replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
 

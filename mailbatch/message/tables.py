@@ -11,6 +11,7 @@ one already), right-aligned.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,10 @@ def format_number(value: Any, spec: str | None = None) -> str:
     number = _as_number(value)
     if number is None:
         return "" if value is None else str(value)
+    return _format(number, spec)
+
+
+def _format(number: int | float, spec: str | None) -> str:
     if spec is None:
         spec = ",d" if isinstance(number, int) else ",.2f"
     try:
@@ -121,36 +126,31 @@ def layout(rows: Any, columns: Sequence[str] | None = None,
         return row[i] if i < len(row) else None
 
     raw = [[cell(row, i, c) for i, c in enumerate(columns)] for row in rows]
-    numeric = [bool(raw) and all(v is None or v == "" or _as_number(v) is not None
-                                 for v in (r[i] for r in raw))
-               and any(_as_number(r[i]) is not None for r in raw)
-               for i in range(len(columns))]
-    body = [[_shown(v, formats.get(c), numeric[i]) for i, (v, c) in enumerate(zip(r, columns,
-                                                                                 strict=True))]
-            for r in raw]
+    body: list[list[str]] = [[] for _ in raw]
+    numeric: list[bool] = []
+    footer: list[str] | None = [] if totals else None
+    for i, column in enumerate(columns):
+        values = [r[i] for r in raw]
+        numbers = [_as_number(v) for v in values]  # each cell parsed once
+        right = any(n is not None for n in numbers) and all(
+            n is not None or v is None or v == "" for v, n in zip(values, numbers, strict=True))
+        numeric.append(right)
+        spec = formats.get(column)
+        for shown, v, n in zip(body, values, numbers, strict=True):
+            if v is None:
+                shown.append("")
+            elif n is not None and (spec is not None or (right and not isinstance(v, str))):
+                shown.append(_format(n, spec))
+            else:
+                shown.append(str(v))
+        if footer is not None:
+            footer.append(_format(sum(n for n in numbers if n is not None), spec)
+                          if column in totals else "")
     header = [str(labels.get(c, c.replace("_", " ").capitalize() if mapped else c))
               for c in columns] if headed else None
-    footer = None
-    if totals:
-        footer = []
-        for i, column in enumerate(columns):
-            if column in totals:
-                numbers = [_as_number(r[i]) for r in raw]
-                footer.append(format_number(sum(n for n in numbers if n is not None),
-                                            formats.get(column)))
-            else:
-                footer.append("")
-        if footer and not footer[0]:
-            footer[0] = total_label
+    if footer and not footer[0]:
+        footer[0] = total_label
     return header, body, footer, numeric
-
-
-def _shown(value: Any, spec: str | None, numeric: bool) -> str:
-    if value is None:
-        return ""
-    if spec is not None or (numeric and not isinstance(value, str)):
-        return format_number(value, spec)
-    return str(value)
 
 
 def html_table(rows: Any, **options: Any) -> Markup:
@@ -158,16 +158,16 @@ def html_table(rows: Any, **options: Any) -> Markup:
     if not numeric:  # no columns at all
         return Markup("")
 
-    def row(cells: list[str], tag: str) -> str:
+    def row(cells: list[str], tag: str, label: bool = False) -> str:
         return "<tr>" + "".join(
-            f'<{tag} align="{"right" if numeric[i] else "left"}">{escape(text)}</{tag}>'
-            for i, text in enumerate(cells)) + "</tr>"
+            f'<{tag} align="{"right" if numeric[i] and not (label and i == 0) else "left"}">'
+            f"{escape(text)}</{tag}>" for i, text in enumerate(cells)) + "</tr>"
 
     parts = ['<table class="report-table" cellpadding="6" cellspacing="0" border="0">',
              *(["<thead>", row(header, "th"), "</thead>"] if header is not None else []),
              "<tbody>", *(row(cells, "td") for cells in body), "</tbody>"]
     if footer is not None:
-        parts += ["<tfoot>", row(footer, "th"), "</tfoot>"]
+        parts += ["<tfoot>", row(footer, "th", label=_as_number(footer[0]) is None), "</tfoot>"]
     parts.append("</table>")
     return Markup("\n".join(parts))
 
@@ -180,8 +180,8 @@ def text_table(rows: Any, **options: Any) -> str:
              for r in [*([header] if header else []), *body, *([footer] if footer else [])]]
     widths = [max((len(r[i]) for r in every), default=0) for i in range(len(numeric))]
 
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if numeric[i] else c.ljust(w)
+    def line(cells: list[str], label: bool = False) -> str:
+        return "  ".join(c.rjust(w) if numeric[i] and not (label and i == 0) else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
@@ -189,7 +189,7 @@ def text_table(rows: Any, **options: Any) -> str:
     lines = [*([line(next(rows)), rule] if header is not None else []),
              *(line(next(rows)) for _ in body)]
     if footer is not None:
-        lines += [rule, line(next(rows))]
+        lines += [rule, line(next(rows), label=_as_number(footer[0]) is None)]
     return "\n".join(lines)
 
 
@@ -212,10 +212,33 @@ def markdown_table(rows: Any, **options: Any) -> str:
 
 
 _TABLES = {"html": html_table, "text": text_table, "markdown": markdown_table}
+_REMEMBERED = 64  # tables kept per body kind: a batch has few distinct ones (one a region)
+
+
+def _remembered(table: Any) -> Any:
+    """``table`` with its recent results kept, by the repr of its input: recipients of one
+    region show the same table, and laying one out costs more than rendering the rest of
+    a report (a repr tells types apart: "1" and 1 and True differ)."""
+    results: OrderedDict[str, Any] = OrderedDict()
+
+    def remembered(rows: Any, **options: Any) -> Any:
+        key = repr((rows, sorted(options.items())))
+        result = results.get(key)
+        if result is not None:
+            results.move_to_end(key)
+            return result
+        result = table(rows, **options)
+        if len(key) + len(result) < 1 << 20:
+            results[key] = result
+            if len(results) > _REMEMBERED:
+                results.popitem(last=False)
+        return result
+
+    return remembered
 
 
 def install(env: jinja2.Environment, kind: str) -> None:
     """Add the filters to a Jinja environment (any Environment class, sandboxed or not)."""
-    env.filters["table"] = _TABLES[kind]
+    env.filters["table"] = _remembered(_TABLES[kind])
     env.filters["number"] = format_number
     env.filters["where"] = where

@@ -4,9 +4,11 @@ and a clear job error when matplotlib (the ``charts`` extra) is not installed.""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -70,7 +72,8 @@ def test_each_recipient_gets_the_chart_of_their_own_rows_as_an_inline_png(tmp_pa
     assert len({next(iter(found)) for found in charts_by_region.values()}) == 4
 
 
-def test_a_large_batch_draws_one_chart_per_region_on_two_cores(tmp_path, monkeypatch):
+def test_a_large_batch_draws_one_chart_per_region_once_beside_two_render_processes(
+        tmp_path, monkeypatch):
     count = CHUNK * (START_AFTER + 3)
     job = load_job(write_job(tmp_path, JOB + "smtp: {host: 127.0.0.1}\n",
                              {"page.html": PAGE, "people.csv": people(count),
@@ -87,8 +90,11 @@ def test_a_large_batch_draws_one_chart_per_region_on_two_cores(tmp_path, monkeyp
         results += pool.finish()
 
     assert pool.by_worker > 0
-    assert len(drawn) == 4  # the worker found the charts this process drew
-    assert len(list(renderer.scratch.path.glob("chart-*.png"))) == 4
+    assert drawn == []  # the drawer process drew them, while this one rendered
+    folder = renderer.scratch.path
+    assert len(list(folder.glob("chart-*.json"))) == 4  # each claimed (and drawn) once
+    assert len(list(folder.glob("chart-*.png"))) == 4
+    assert not list(folder.glob("*.error"))
     cache = AttachmentCache()
     images = {m.inline_images[0].path for _, m, _ in results}
     assert len(images) == 4
@@ -167,3 +173,93 @@ def without_matplotlib(argv: list[str]) -> subprocess.CompletedProcess[str]:
             f"sys.exit(main({argv!r}))\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=False)
+
+
+def render_one(job_path, now=dt.datetime(2026, 3, 2, tzinfo=dt.UTC)):
+    """One recipient rendered and its charts settled; (renderer, message)."""
+    renderer = Renderer(load_job(job_path), now)
+    message = renderer.render(next(iter_recipients(renderer.job)))
+    renderer.settle()
+    return renderer, message
+
+
+def test_a_chart_drawn_by_an_earlier_run_comes_from_the_cache_without_drawing(
+        tmp_path, chart_cache):
+    path = offline_job(tmp_path, JOB, {"page.html": PAGE, "people.csv": people(1),
+                                       "sales.csv": SALES})
+
+    first, drawn = render_one(path)
+    second, cached = render_one(path)
+
+    assert len(list(first.scratch.path.glob("chart-*.json"))) == 1  # claimed and drawn
+    assert list(second.scratch.path.glob("chart-*.json")) == []  # not drawn again
+    (png,) = second.scratch.path.glob("chart-*.png")
+    assert png.read_bytes() == drawn.inline_images[0].path.read_bytes()
+    assert cached.inline_images[0].size == png.stat().st_size
+    assert (chart_cache / png.name).read_bytes() == png.read_bytes()
+
+
+def test_with_the_cache_off_every_run_draws_its_charts(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAILBATCH_CACHE_DIR", "off")
+    path = offline_job(tmp_path, JOB, {"page.html": PAGE, "people.csv": people(1),
+                                       "sales.csv": SALES})
+
+    render_one(path)
+    second, _ = render_one(path)
+
+    assert len(list(second.scratch.path.glob("chart-*.json"))) == 1
+
+
+def test_charts_unused_for_30_days_leave_the_cache_when_a_new_one_is_drawn(tmp_path,
+                                                                          chart_cache):
+    stale, fresh = chart_cache / "chart-old.png", chart_cache / "chart-recent.png"
+    for file in (stale, fresh):
+        file.write_bytes(b"png")
+    month_ago = time.time() - 31 * 86400
+    os.utime(stale, (month_ago, month_ago))
+    path = offline_job(tmp_path, JOB, {"page.html": PAGE, "people.csv": people(1),
+                                       "sales.csv": SALES})
+
+    render_one(path)
+
+    assert not stale.exists() and fresh.exists()
+    assert len(list(chart_cache.glob("chart-*.png"))) == 2
+
+
+def test_without_a_drawer_process_charts_are_drawn_in_the_render_process(tmp_path,
+                                                                        monkeypatch):
+    from mailbatch.message import drawer
+
+    def no_process(*args, **kwargs):
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(drawer.subprocess, "Popen", no_process)
+    messages = dry_run(tmp_path, JOB, {"page.html": PAGE, "people.csv": people(4),
+                                       "sales.csv": SALES})
+
+    assert [png_size(next(iter(related_images(m).values()))[1]) for m in messages] == \
+        [(1200, 600)] * 4
+
+
+def test_a_chart_that_fails_to_draw_fails_its_messages_and_nothing_is_sent(
+        tmp_path, monkeypatch, capsys):
+    from mailbatch.message import drawer
+
+    def no_process(*args, **kwargs):
+        raise OSError("no processes left")
+
+    def broken(spec):
+        raise RuntimeError("the font cache is broken")
+
+    monkeypatch.setattr(drawer.subprocess, "Popen", no_process)
+    monkeypatch.setattr(drawer, "draw", broken)
+    path = offline_job(tmp_path, JOB, {"page.html": PAGE, "people.csv": people(2),
+                                       "sales.csv": SALES})
+
+    assert main(["run", "--dry-run", str(path)]) == EXIT_DATA
+
+    err = capsys.readouterr().err
+    assert "message(s) could not be rendered; nothing was sent" in err
+    assert "could not be drawn: RuntimeError: the font cache is broken; the messages that " \
+           "show it cannot be sent" in err
+    assert not list(tmp_path.glob("outbox/*/*.eml"))
