@@ -25,7 +25,13 @@ from mailbatch.message.css import Styler
 from mailbatch.message.drawer import Drawer
 from mailbatch.message.generated import Scratch, csv_bytes, zip_attachments
 from mailbatch.message.htmltext import html_to_text
-from mailbatch.message.inline import ImageSet, InlineImage, inline_image, safe_filename
+from mailbatch.message.inline import (
+    ImageSet,
+    InlineImage,
+    inline_image,
+    place_generated,
+    safe_filename,
+)
 
 __all__ = ["Content"]
 
@@ -59,7 +65,7 @@ class Content:
         self.body_name = body.name if body else ""
         template = str(body.path) if body and body.path else str(job.path)
         self.drawer = Drawer(scratch)  # started at the first chart not drawn before
-        chart = charts.make_chart(scratch, self.drawer.request, template)
+        chart = charts.make_chart(scratch, self.drawer.request, place_generated, template)
         for kind, env in envs.items():
             tables.install(env, kind)
             env.globals["charts_available"] = charts.available()

@@ -27,7 +27,6 @@ import jinja2
 
 from mailbatch.errors import JobError
 from mailbatch.message.generated import Scratch
-from mailbatch.message.inline import current
 
 __all__ = ["KINDS", "available", "chart_data", "draw", "make_chart"]
 
@@ -53,13 +52,15 @@ def available() -> bool:
 
 
 Request = Callable[[str, dict[str, Any]], "Path | None"]
+Place = Callable[[Path, str, str, int], str]  # (png, file name, type, size) -> "cid:..."
 
 
-def make_chart(scratch: Scratch, request: Request, template: str | None
+def make_chart(scratch: Scratch, request: Request, place: Place, template: str | None
                ) -> Callable[..., str]:
     """The ``chart`` helper for one renderer. ``request(name, spec)`` has the chart drawn
     into ``scratch`` (returning its PNG if it is there already, else None: it will be);
-    ``template`` names the body template in the error when matplotlib is missing."""
+    ``place`` puts it in the message being rendered; ``template`` names the body template
+    in the error when matplotlib is missing."""
 
     drawn: OrderedDict[str, tuple[Path, int]] = OrderedDict()  # recent calls: no digest again
 
@@ -70,7 +71,7 @@ def make_chart(scratch: Scratch, request: Request, template: str | None
         known = drawn.get(call)
         if known is not None:
             drawn.move_to_end(call)
-            return current().add_generated(known[0], "chart.png", "image/png", known[1])
+            return place(known[0], "chart.png", "image/png", known[1])
         if not available():
             raise JobError(f"chart() needs matplotlib, which is not installed; install it with "
                            f"{INSTALL}, or show an image with inline_image() instead",
@@ -94,13 +95,12 @@ def make_chart(scratch: Scratch, request: Request, template: str | None
         name = f"chart-{key.hexdigest()[:32]}"
         path = request(name, spec)
         if path is None:  # being drawn: its size is known once it is (-1 until then)
-            return current().add_generated(scratch.path / f"{name}.png", "chart.png",
-                                           "image/png", -1)
+            return place(scratch.path / f"{name}.png", "chart.png", "image/png", -1)
         size = path.stat().st_size
         drawn[call] = (path, size)
         if len(drawn) > 256:
             drawn.popitem(last=False)
-        return current().add_generated(path, "chart.png", "image/png", size)
+        return place(path, "chart.png", "image/png", size)
 
     return chart
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailbatch.message.attachments import Attachment, AttachmentCache, AttachmentProblem, find
+from mailbatch.message.drawer import ensure
 
-__all__ = ["ImageSet", "InlineImage", "collecting", "current", "inline_parts", "referenced",
-           "rewrite_references"]
+__all__ = ["ImageSet", "InlineImage", "collecting", "current", "inline_parts", "place_generated",
+           "referenced", "rewrite_references"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,11 @@ def current() -> ImageSet:
     return images
 
 
+def place_generated(path: Path, filename: str, content_type: str, size: int) -> str:
+    """A generated image (a chart) in the message being rendered; its ``cid:`` URL."""
+    return current().add_generated(path, filename, content_type, size)
+
+
 def inline_image(path: str) -> str:
     """Template helper: ``<img src="{{ inline_image('images/logo.png') }}">``."""
     return current().add_file(str(path))
@@ -151,8 +157,6 @@ def inline_parts(images: tuple[InlineImage, ...],
     parts = []
     for image in images:
         if image.size < 0:  # a chart: drawn by now, unless this message rendered just now
-            from mailbatch.message.drawer import ensure
-
             ensure(image.path)
         _, body = cache.pieces(Attachment(image.path, image.filename, image.content_type,
                                           image.size))
