@@ -119,10 +119,10 @@ class Content:
             text = html_to_text(plain)
         return text, html, inline
 
-    def settle(self) -> None:
+    def settle(self, own_only: bool = False) -> None:
         """Wait until every chart of the messages rendered so far is drawn (RenderError if
-        one cannot be)."""
-        self.drawer.settle()
+        one cannot be); see Drawer.settle."""
+        self.drawer.settle(own_only)
 
     def generator(self, index: int, spec: GeneratedSpec) -> Callable[[Mapping[str, Any]],
                                                                       Attachment]:

@@ -49,6 +49,7 @@ class Drawer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._here = False  # draw in this process (no drawer could start, or settled)
         self._asked: set[str] = set()  # chart names this process handed out as pending
+        self._claimed: set[str] = set()  # ... of which this process draws (its drawer)
 
     def start(self) -> None:
         """Start the drawer now (it imports matplotlib while the batch renders)."""
@@ -84,6 +85,7 @@ class Drawer:
             raise AttachmentProblem(f"cannot write to {self.scratch.path}: {err.strerror}; "
                                     "free some disk space") from None
         self._asked.add(name)
+        self._claimed.add(name)
         self.start()
         if self._proc is not None and self._proc.stdin is not None:
             try:
@@ -98,18 +100,21 @@ class Drawer:
         except AttachmentProblem:  # written beside the claim; settle() reports it once
             return None
 
-    def settle(self) -> None:
-        """Wait until every chart this process handed out is drawn. Raises RenderError for
-        the ones that cannot be (nothing is sent then)."""
+    def settle(self, own_only: bool = False) -> None:
+        """Wait until every chart this process handed out is drawn (``own_only``: the ones
+        it claimed; a render worker leaves the others to the process that claimed them).
+        Raises RenderError for the ones that cannot be drawn (nothing is sent then)."""
         self._stop(wait=True)
         self._here = True  # a later chart (a message rendered again) is drawn here
         failures = []
-        for name in sorted(self._asked):
+        for name in sorted(self._claimed if own_only else self._asked):
             try:
                 ensure(self.scratch.path / f"{name}.png")
             except AttachmentProblem as err:
                 failures.append(f"{err}; the messages that show it cannot be sent")
-        self._asked.clear()
+        if not own_only:
+            self._asked.clear()
+        self._claimed.clear()
         if failures:
             raise RenderError(failures)
 

@@ -312,10 +312,10 @@ class Renderer:
             inline_images=inline,
         )
 
-    def settle(self) -> None:
+    def settle(self, own_only: bool = False) -> None:
         """Wait until the charts of every message rendered so far are drawn (they are drawn
         on the other core meanwhile, see drawer.py); RenderError if one cannot be."""
-        self._content.settle()
+        self._content.settle(own_only)
 
     def message_id(self, key: str) -> str:
         """Stable per batch and recipient, so a resumed send carries the same Message-ID."""

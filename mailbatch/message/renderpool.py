@@ -195,7 +195,8 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         except EOFError:
             return
         messages = list(_render_all(renderer, recipients))
-        renderer.settle()  # the charts this process claimed, drawn before the parent sees them
+        # The charts this process claimed, drawn before the parent sees its messages.
+        renderer.settle(own_only=True)
         pickle.dump((renderer.fingerprint, messages), replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
 
