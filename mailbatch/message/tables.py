@@ -11,6 +11,7 @@ one already), right-aligned.
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -193,13 +194,19 @@ def text_table(rows: Any, **options: Any) -> str:
     return "\n".join(lines)
 
 
+# What would change a cell's meaning in Markdown: the cell separator, a backslash, code
+# spans, links and autolinks, entity references, emphasis and strikethrough (an underscore
+# only where it can open or close one).
+_MARKDOWN = re.compile(r"[\\|`*\[\]<&~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
 def markdown_table(rows: Any, **options: Any) -> str:
     header, body, footer, numeric = layout(rows, **options)
     if not numeric:
         return ""
     every = [header or [""] * len(numeric), *body, *([footer] if footer else [])]
-    cells = [[" ".join(c.replace("\\", "\\\\").replace("|", "\\|").splitlines()) or " "
-              for c in r] for r in every]
+    cells = [[" ".join(_MARKDOWN.sub(r"\\\g<0>", c).splitlines()) or " " for c in r]
+             for r in every]
     widths = [max(3, *(len(r[i]) for r in cells)) for i in range(len(numeric))]
 
     def line(row: list[str]) -> str:

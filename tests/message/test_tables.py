@@ -6,7 +6,7 @@ import html.parser
 
 import jinja2
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mailbatch.message import tables
@@ -71,10 +71,10 @@ def test_in_an_html_body_it_is_an_html_table_with_escaped_cells():
 def test_in_a_markdown_body_it_is_a_pipe_table_aligned_by_column():
     text = render("markdown", "{{ rows | table(columns=['product', 'units']) }}",)
 
-    assert text == ("| Product    | Units |\n"
-                    "|------------|------:|\n"
-                    "| Widget <A> | 1,200 |\n"
-                    "| Gadget     |     5 |")
+    assert text == ("| Product     | Units |\n"
+                    "|-------------|------:|\n"
+                    "| Widget \\<A> | 1,200 |\n"  # escaped: not an HTML tag or autolink
+                    "| Gadget      |     5 |")
 
 
 @pytest.mark.parametrize("value, spec, shown", [
@@ -133,3 +133,42 @@ def test_any_rows_make_a_text_table_of_equal_width_lines_and_a_pipe_table_per_ro
     assert len(markdown.split("\n")) == (len(rows) + 2 if rows else 1)
     assert all(line.startswith("| ") and line.endswith(" |")
                for line in markdown.split("\n")[2:])
+
+
+class TableCells(html.parser.HTMLParser):
+    """The text of each body cell of the first table, as a browser shows it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.cells: list[str] = []
+        self.inside = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "td":
+            self.inside = True
+            self.cells.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self.inside = False
+
+    def handle_data(self, data):
+        if self.inside:
+            self.cells[-1] += data
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40)
+       .filter(lambda text: text.strip()))
+@example("*em* _em_ __b__ `code` [l](u) ![i](u)")
+@example("AT&amp;T &#65; &copy")
+@example("<http://example.org> <b@example.org> <i>x</i>")
+@example("~~gone~~ a\\b c\\*d x|y")
+def test_any_cell_text_in_a_markdown_table_reaches_the_html_as_written(text):
+    from mailbatch.message import markdown
+
+    page = markdown.to_html(tables.markdown_table([{"cell": text, "n": 1}]))
+    cells = TableCells()
+    cells.feed(page)
+
+    assert " ".join(cells.cells[0].split()) == " ".join(text.split())
