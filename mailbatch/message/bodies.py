@@ -24,7 +24,6 @@ from mailbatch.message.attachments import Attachment, AttachmentProblem, find
 from mailbatch.message.css import Styler
 from mailbatch.message.drawer import Drawer
 from mailbatch.message.generated import Scratch, csv_bytes, zip_attachments
-from mailbatch.message.htmltext import html_to_text
 from mailbatch.message.inline import (
     ImageSet,
     InlineImage,
@@ -116,6 +115,8 @@ class Content:
             raise AttachmentProblem(f"{self.body_name}: {err}") from None
         inline = images.resolve(html, self.body_name)
         if text is None:  # a text part always: clients and filters expect one
+            from mailbatch.message.htmltext import html_to_text  # (html.parser: 5 ms to import)
+
             text = html_to_text(plain)
         return text, html, inline
 

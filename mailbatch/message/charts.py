@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata
 import importlib.util
 import io
 import json
@@ -40,6 +39,8 @@ DRAWING = 1  # the version of draw(): change it when a chart would come out diff
 
 @functools.cache
 def _matplotlib() -> str:
+    import importlib.metadata  # only for a job with charts: it takes a while to import
+
     try:
         return importlib.metadata.version("matplotlib")
     except importlib.metadata.PackageNotFoundError:

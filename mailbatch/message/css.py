@@ -10,6 +10,7 @@ is built from the job's own files only.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from mailbatch.errors import JobError
 
@@ -27,30 +28,35 @@ class Styler:
     def __init__(self, stylesheet: str | None, inline: bool, where: str) -> None:
         self.stylesheet = stylesheet or None
         self.inline = inline
-        self._inliner = None
-        if inline:
-            try:
-                import css_inline
-            except ImportError:  # a broken install: it is a dependency
-                raise JobError("CSS inlining needs the css-inline package; reinstall mailbatch, "
-                               "or set inline_css: false", path=where) from None
-            self._error = css_inline.InlineError
-            self._inliner = css_inline.CSSInliner(
-                keep_at_rules=True, load_remote_stylesheets=False, extra_css=self.stylesheet)
+        self.where = where
+        self._inliner: Any = None  # made at the first HTML with something to inline
 
     def apply(self, html: str) -> str:
         """The HTML as it is sent. Untouched when there is nothing to do: no ``<style>``
-        block and no job stylesheet (the inliner would only reformat it)."""
-        if self._inliner is not None:
+        block and no job stylesheet (the inliner would only reformat it). Raises ValueError
+        when the CSS cannot be inlined."""
+        if self.inline:
             if self.stylesheet is None and not _STYLE_TAG.search(html):
                 return html
+            inliner = self._inliner or self._make_inliner()
             try:
-                return self._inliner.inline(html)
+                return inliner.inline(html)
             except (self._error, ValueError) as err:
                 raise ValueError(f"cannot inline the CSS: {err}") from None
         if self.stylesheet is None:
             return html
         return add_style_block(html, self.stylesheet)
+
+    def _make_inliner(self) -> Any:
+        try:
+            import css_inline
+        except ImportError:  # a broken install: it is a dependency
+            raise JobError("CSS inlining needs the css-inline package; reinstall mailbatch, "
+                           "or set inline_css: false", path=self.where) from None
+        self._error = css_inline.InlineError
+        self._inliner = css_inline.CSSInliner(
+            keep_at_rules=True, load_remote_stylesheets=False, extra_css=self.stylesheet)
+        return self._inliner
 
 
 def add_style_block(html: str, css: str) -> str:
