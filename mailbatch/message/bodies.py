@@ -139,7 +139,10 @@ class Content:
                                                             text=spec.filename))
 
         def build(context: Mapping[str, Any]) -> Attachment:
-            data = csv_bytes(rows(**context), spec.columns)
+            try:
+                data = csv_bytes(rows(**context), spec.columns)
+            except AttachmentProblem as err:
+                raise AttachmentProblem(f"{where}: {err}") from None
             filename = _file_name(name.render(context), where)
             path = self.scratch.store(data, ".csv")
             return Attachment(path=path, filename=filename, content_type="text/csv",

@@ -63,9 +63,14 @@ def rewrite_references(html: str, urls: dict[str, str]) -> str:
 
 
 def safe_filename(name: str, fallback: str = "image") -> str:
-    """The name as a plain ASCII file name (a hint to the client, never encoded)."""
+    """The name as a plain ASCII file name (a hint to the client, never encoded), short
+    enough for its header line to stay within 78 characters."""
     cleaned = _UNSAFE.sub("-", name).strip(".-")
-    return cleaned[:60] or fallback
+    if len(cleaned) > 36:
+        stem, dot, suffix = cleaned.rpartition(".")
+        cleaned = (stem[:36 - len(suffix) - 1] + dot + suffix) if dot and len(suffix) < 6 \
+            else cleaned[:36]
+    return cleaned or fallback
 
 
 class ImageSet:
@@ -100,7 +105,7 @@ class ImageSet:
         return "cid:" + cid
 
     def add_generated(self, path: Path, filename: str, content_type: str, size: int) -> str:
-        """A generated image (a chart) whose file name is its content's digest."""
+        """A generated image (a chart), whose file name is the digest of what it shows."""
         cid = f"{path.stem}@{self.domain}"
         self.by_cid[cid] = InlineImage(path, filename, content_type, size, cid)
         return "cid:" + cid

@@ -5,6 +5,7 @@ the input, and to the same view as the message the email package itself builds."
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import re
@@ -193,3 +194,24 @@ def test_any_mix_of_bodies_images_and_attachments_composes_to_the_right_tree(
     folder = tmp_path_factory.mktemp("parts")
 
     check(message(folder, text, html, images, attachments))
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(max_size=120))
+def test_any_image_file_name_gives_an_inline_part_with_header_lines_of_78(tmp_path, name):
+    from mailbatch.message.inline import safe_filename
+
+    path = tmp_path / "image.png"
+    path.write_bytes(LOGO)
+    filename = safe_filename(name)
+    cid = f"{filename}.0123456789ab@example.org"
+    m = message(tmp_path, "t\n", f'<img src="cid:{cid}">', [], [])
+    m = dataclasses.replace(m, inline_images=(InlineImage(path, filename, "image/png",
+                                                          len(LOGO), cid),))
+
+    data = check(m)
+
+    start = data.index(b"Content-Type: image/png")  # the image part's header block
+    head = data[start:data.index(b"\r\n\r\n", start)]
+    assert b"Content-ID" in head and max(map(len, head.split(b"\r\n"))) <= 78

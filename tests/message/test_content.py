@@ -314,5 +314,5 @@ def test_a_csv_expression_that_is_not_rows_fails_naming_the_recipient(tmp_path, 
 
     assert main(["check", str(path)]) == EXIT_DATA
 
-    assert "(ana@example.org): csv: must give a list of rows, not str" in \
+    assert "(ana@example.org): attachments[0]: csv: must give a list of rows, not str" in \
         capsys.readouterr().err
