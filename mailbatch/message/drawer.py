@@ -37,7 +37,7 @@ from mailbatch.message.generated import Scratch
 
 __all__ = ["Drawer", "ensure"]
 
-WAIT = 300.0  # seconds a chart may take to appear before this process draws it itself
+WAIT = 300.0  # seconds a chart may take to come out before this process draws it itself
 _STARTING = 5.0  # seconds a drawer may take to start (and write its pid file)
 
 
@@ -119,17 +119,26 @@ class Drawer:
             raise RenderError(failures)
 
     def _stop(self, wait: bool = False) -> None:
+        """End the drawer: with ``wait``, once it has drawn its queue (however long that
+        is, as long as a chart comes out every WAIT seconds)."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
         with contextlib.suppress(OSError):
             if proc.stdin is not None:
                 proc.stdin.close()  # the drawer finishes its queue, then ends
-        try:
-            proc.wait(timeout=WAIT if wait else 0.5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        done, deadline = -1, 0.0
+        while wait:
+            try:
+                proc.wait(timeout=1.0)
+                return
+            except subprocess.TimeoutExpired:
+                now_done = sum(1 for _ in self.scratch.path.glob("chart-*.png"))
+                if now_done != done:
+                    done, deadline = now_done, time.monotonic() + WAIT
+                elif time.monotonic() > deadline:
+                    break  # stuck: what it has not drawn is drawn here (see ensure)
+        _end(proc)
 
 
 def _end(proc: subprocess.Popen[bytes]) -> None:
