@@ -34,7 +34,7 @@ INSTALL = "pip install 'mailbatch[charts]'"
 _COLOURS = ["#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#0ea5e9", "#64748b"]
 
 
-DRAWING = 1  # the version of draw(): change it when a chart would come out differently
+DRAWING = 2  # the version of draw(): change it when a chart would come out differently
 
 
 @functools.cache
@@ -215,6 +215,9 @@ def draw(spec: dict[str, Any]) -> bytes:
     width, height = canvas.get_width_height(physical=True)
     image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0,
                              1).convert("RGB").quantize(128, method=Image.Quantize.FASTOCTREE)
+    palette = image.getpalette() or []
+    image.putpalette([255 if min(palette[i - i % 3:i - i % 3 + 3]) >= 248 else value
+                      for i, value in enumerate(palette)])  # white stays white (the page's)
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
