@@ -72,3 +72,31 @@ def test_preview_html_out_writes_the_images_beside_the_page_and_points_the_page_
     assert re.search(r'<p style="color: #c00;?">Hi A</p>', html)  # as the message has it
     assert "cid:" not in html
     assert f"# HTML body written to {page}" in capsys.readouterr().out
+
+
+def test_the_preview_server_shows_the_inline_images_of_the_html_part(tmp_path):
+    import threading
+    import urllib.request
+
+    from mailbatch.cli.serve import PreviewServer
+
+    offline_job(tmp_path, JOB, FILES)
+    server = PreviewServer(tmp_path / "job.yaml")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with urllib.request.urlopen(server.url + "html?r=1", timeout=10) as response:
+            html = response.read().decode("utf-8")
+        sources = re.findall(r'src="([^"]+)"', html)
+        images = []
+        for source in sources:
+            with urllib.request.urlopen(server.url + source.lstrip("/").replace("&amp;", "&"),
+                                        timeout=10) as response:
+                images.append((response.headers["Content-Type"], response.read()))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    assert "cid:" not in html and all(s.startswith("/image?r=1&") for s in sources)
+    assert images == [("image/png", png(10, 10)), ("image/png", png(20, 20, (0, 0, 0)))]
