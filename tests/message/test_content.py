@@ -10,6 +10,8 @@ import re
 import zipfile
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailbatch.cli.main import main
 from mailbatch.errors import EXIT_DATA
@@ -316,3 +318,42 @@ def test_a_csv_expression_that_is_not_rows_fails_naming_the_recipient(tmp_path, 
 
     assert "(ana@example.org): attachments[0]: csv: must give a list of rows, not str" in \
         capsys.readouterr().err
+
+
+# -- the rules behind the features, for any input ----------------------------------------------
+
+
+cid_names = st.from_regex(r"[a-z]{1,6}(\.[0-9a-f]{4}@example\.org)?", fullmatch=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(known=st.sets(cid_names, max_size=4), used=st.lists(cid_names, max_size=6),
+       filler=st.lists(st.sampled_from(["<p>x</p>", "cid:", "src=", " ", "<img>", "url("]),
+                       max_size=6))
+def test_the_images_sent_are_exactly_the_ones_the_html_refers_to(tmp_path_factory, known,
+                                                                 used, filler):
+    from mailbatch.message.attachments import AttachmentProblem
+    from mailbatch.message.inline import ImageSet, InlineImage
+
+    folder = tmp_path_factory.mktemp("images")
+    images = ImageSet(folder, "example.org", lambda cid: InlineImage(
+        folder / f"{cid}.png", f"{cid}.png", "image/png", 1, cid) if cid in known else None)
+    html = "".join(f'{filler[i % len(filler)] if filler else ""}<img src="cid:{cid}">'
+                   for i, cid in enumerate(used))
+
+    if set(used) <= known:
+        assert [i.cid for i in images.resolve(html, "page.html")] == list(dict.fromkeys(used))
+    else:
+        with pytest.raises(AttachmentProblem, match=r"page\.html: the HTML refers to cid:"):
+            images.resolve(html, "page.html")
+
+
+def test_attachments_of_the_same_name_keep_both_in_the_archive(tmp_path):
+    ana = dry_run(tmp_path, job("""text: x
+    attachments: ["a/report.pdf", "b/report.pdf"]""", zip_attachments="all.zip"),
+                  files(**{"a/report.pdf": b"%PDF a", "b/report.pdf": b"%PDF b"}))[0]
+
+    (archive,) = ana.iter_attachments()
+    with zipfile.ZipFile(io.BytesIO(archive.get_payload(decode=True))) as opened:
+        assert [(n, opened.read(n)) for n in opened.namelist()] == [
+            ("report.pdf", b"%PDF a"), ("report (2).pdf", b"%PDF b")]
