@@ -232,7 +232,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from mailbatch.cli.inspect import preview
+    from mailbatch.cli.inspect import preview, write_html
     from mailbatch.job.model import load_job
 
     if args.serve:
@@ -243,10 +243,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         if shown.html is None:
             raise UsageError(f"{job.path}: this job has no HTML body (add html or "
                              "html_template); nothing written")
-        try:
-            Path(args.html_out).write_text(shown.html, encoding="utf-8")
-        except OSError as err:
-            raise UsageError(f"{args.html_out}: cannot write: {err.strerror}") from None
+        write_html(shown, Path(args.html_out))  # and its inline images beside it
     print("\n".join(shown.lines(args.html_out)))
     return EXIT_OK
 
