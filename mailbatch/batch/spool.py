@@ -19,14 +19,18 @@ from mailbatch.errors import StateError
 from mailbatch.job.addresses import Address
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.attachments import Attachment
+from mailbatch.message.inline import InlineImage
 from mailbatch.message.render import Rendered
 
 __all__ = ["Spool"]
 
 _LENGTH = struct.Struct("<I")
 _Record = tuple  # (index, key, sender, to, cc, bcc, reply_to, subject, headers, text, html,
-#                   ((path, filename, content_type, size), ...), message_id, widened), each
-#                   address a plain (name, address) tuple
+#                   ((path, filename, content_type, size), ...), message_id,
+#                   ((path, filename, content_type, size, cid), ...) of the inline images,
+#                   widened), each address a plain (name, address) tuple
+# Generated files (charts, CSV, zip) are in the renderer's scratch folder: a record holds
+# their paths, like any attachment's, never their contents.
 
 
 class Spool:
@@ -66,7 +70,9 @@ class Spool:
                 message.text, message.html,
                 tuple((str(a.path), a.filename, a.content_type, a.size)
                       for a in message.attachments),
-                message.message_id, message.widened))
+                message.message_id,
+                tuple((str(i.path), i.filename, i.content_type, i.size, i.cid)
+                      for i in message.inline_images), message.widened))
         except ValueError:  # not plain strings (a str subclass, say): take() renders it again
             return
         try:
@@ -115,7 +121,7 @@ def _mailboxes(pairs: tuple[tuple[str, str], ...]) -> tuple[Address, ...]:
 
 def _rendered(recipient: Recipient, record: _Record) -> Rendered:
     (_, _, sender, to, cc, bcc, reply_to, subject, headers, text, html, attachments,
-     message_id, widened) = record
+     message_id, inline_images, widened) = record
     return Rendered(
         recipient=recipient, sender=Address(*sender), to=_mailboxes(to), cc=_mailboxes(cc),
         bcc=_mailboxes(bcc), reply_to=_mailboxes(reply_to), subject=subject,
@@ -125,4 +131,7 @@ def _rendered(recipient: Recipient, record: _Record) -> Rendered:
         attachments=tuple(Attachment(path=Path(path), filename=filename,
                                      content_type=content_type, size=size)
                           for path, filename, content_type, size in attachments),
-        message_id=message_id, widened=widened)
+        message_id=message_id,
+        inline_images=tuple(InlineImage(Path(path), filename, content_type, size, cid)
+                            for path, filename, content_type, size, cid in inline_images),
+        widened=widened)

@@ -6,6 +6,7 @@ Heavy modules are imported inside the command that needs them, so ``--help`` is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from mailbatch.cli.helptext import (
     EPILOG_RUN,
     EPILOG_SCHEDULE,
 )
+from mailbatch.cli.journald import use_journal_format
 from mailbatch.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -59,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="write each message as an .eml file to the outbox; send nothing")
     run.add_argument("--new-batch", action="store_true",
-                     help="start a fresh batch instead of resuming the current one")
+                     help="start a fresh batch instead of resuming the current one, even while "
+                          "an older batch is unfinished")
+    run.add_argument("--batch", metavar="NAME",
+                     help="finish the job's batch NAME (e.g. yesterday's, left unfinished), "
+                          "rendered with the dates it began with")
     run.add_argument("--resend-uncertain", action="store_true",
                      help="resend messages whose delivery is uncertain (may duplicate them)")
     run.add_argument("--debug-smtp", action="store_true",
@@ -108,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     progress = choose_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose,
                                debug=args.debug_smtp, logger=log)
-    options = RunOptions(dry_run=args.dry_run, new_batch=args.new_batch,
+    options = RunOptions(dry_run=args.dry_run, new_batch=args.new_batch, batch=args.batch,
                          resend_uncertain=args.resend_uncertain, debug_smtp=args.debug_smtp,
                          progress=progress, test_to=args.to,
                          test_limit=1 if args.limit is None else (args.limit or None))
@@ -155,6 +161,7 @@ def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> C
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:  # cron mails this output: timestamps say when each thing happened
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    use_journal_format(handler, sys.stderr)  # under systemd: syslog priorities, no timestamp
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
@@ -190,6 +197,11 @@ def _add_safe_commands(commands: argparse._SubParsersAction, common: argparse.Ar
                               "(default: 1)")
     preview.add_argument("--html-out", metavar="FILE",
                          help="write the HTML body to FILE, to open in a browser")
+    preview.add_argument("--serve", action="store_true",
+                         help="show the messages in a browser from a local server on 127.0.0.1, "
+                              "reloading when the job, a template or a data file changes")
+    preview.add_argument("--port", type=int, default=0, metavar="N",
+                         help="with --serve: the port (default: any free port)")
     preview.set_defaults(func=cmd_preview)
 
     init = commands.add_parser(
@@ -220,20 +232,39 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from mailbatch.cli.inspect import preview
+    from mailbatch.cli.inspect import preview, write_html
     from mailbatch.job.model import load_job
 
+    if args.serve:
+        return _serve_preview(args)
     job = load_job(args.job)
     shown = preview(job, args.recipient)
     if args.html_out:
         if shown.html is None:
             raise UsageError(f"{job.path}: this job has no HTML body (add html or "
                              "html_template); nothing written")
-        try:
-            Path(args.html_out).write_text(shown.html, encoding="utf-8")
-        except OSError as err:
-            raise UsageError(f"{args.html_out}: cannot write: {err.strerror}") from None
+        write_html(shown, Path(args.html_out))  # and its inline images beside it
     print("\n".join(shown.lines(args.html_out)))
+    return EXIT_OK
+
+
+def _serve_preview(args: argparse.Namespace) -> int:
+    from mailbatch.cli.serve import PreviewServer
+
+    if args.html_out:
+        raise UsageError("--serve shows the HTML in the browser; drop --html-out")
+    if not Path(args.job).is_file():
+        raise UsageError(f"{args.job}: no such job file")
+    try:
+        server = PreviewServer(args.job, args.port)
+    except OSError as err:
+        raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {err.strerror}; choose "
+                         "another --port") from None
+    with server:
+        print(f"previewing {server.job_path} at {server.url}?r={args.recipient or 1} "
+              "(nothing is sent; Ctrl-C to stop)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it ends
+            server.serve_forever()
     return EXIT_OK
 
 
@@ -253,11 +284,17 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _check_test_send_options(args: argparse.Namespace) -> None:
+    if args.batch is not None:
+        for flag, given in (("--dry-run", args.dry_run), ("--new-batch", args.new_batch)):
+            if given:
+                raise UsageError(f"--batch continues a batch of the journal; it does not go "
+                                 f"with {flag}")
     if args.to is None:
         if args.limit is not None:
             raise UsageError("--limit applies to a test send only; add --to ADDRESS")
         return
     for flag, given in (("--dry-run", args.dry_run), ("--new-batch", args.new_batch),
+                        ("--batch", args.batch is not None),
                         ("--resend-uncertain", args.resend_uncertain)):
         if given:
             raise UsageError(f"--to makes a test send, which never touches the batch: drop "
@@ -309,7 +346,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     # Each run's one-line outcome and each reload are INFO: shown unless -q. With --list, the
     # list itself says which job files are invalid.
     loggers = [logging.getLogger(n) for n in (
-        "mailbatch.service.scheduler", "mailbatch.service.notify")]
+        "mailbatch.service.scheduler", "mailbatch.service.runs", "mailbatch.service.notify")]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL if args.list else logging.ERROR if args.quiet else
@@ -330,7 +367,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def schedule_lines(service: Service) -> list[str]:
-    """One line per job: name, next run, timetable, file; invalid files say why."""
+    """One line per job: name, next run (and in the job's zone), timetable, file; invalid
+    files say why."""
+    from zoneinfo import ZoneInfo
+
     entries = service.sorted_entries()
     if not entries:
         return [f"no scheduled jobs in {', '.join(str(t) for t in service.targets)} (a job "
@@ -340,6 +380,9 @@ def schedule_lines(service: Service) -> list[str]:
     for e in entries:
         when = e.next_run.astimezone().strftime("%a %Y-%m-%d %H:%M:%S %z") if e.next_run \
             else "not scheduled"
+        if e.next_run and e.timetable and e.timetable.zone:  # and in the job's own zone
+            zoned = e.next_run.astimezone(ZoneInfo(e.timetable.zone))
+            when += f" ({zoned:%a %H:%M:%S %Z} {e.timetable.zone})"
         what = e.timetable.text if e.timetable else "-"
         lines.append(f"{e.name:<{width}}  {when}  {what}  ({e.path})")
         if e.error:

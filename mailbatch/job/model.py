@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mailbatch.errors import JobError
 from mailbatch.job.addresses import Address, AddressError, parse_addresses
+from mailbatch.job.content import ContentKeys, GeneratedSpec, generated_spec, parse_content
 from mailbatch.job.fields import Section, kind_of
 from mailbatch.job.smtpsettings import SmtpSettings, parse_smtp
 from mailbatch.job.yamlfile import line_of, load_yaml
@@ -22,6 +23,7 @@ from mailbatch.job.yamlfile import line_of, load_yaml
 __all__ = [
     "LINE_BREAKS",
     "AttachmentSpec",
+    "GeneratedSpec",
     "Job",
     "Notify",
     "RecipientSource",
@@ -81,7 +83,7 @@ class Job:
     cc: tuple[str, ...] = ()
     bcc: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
-    attachments: tuple[AttachmentSpec, ...] = ()
+    attachments: tuple[AttachmentSpec | GeneratedSpec, ...] = ()
     attachments_root: Path | None = None
     data: tuple[tuple[str, Path], ...] = ()
     report: str = "reports/{{ job }}-{{ batch }}"
@@ -90,6 +92,8 @@ class Job:
     batch: str = "{{ today }}"
     schedule: str | None = None
     notify: Notify | None = None
+    markdown: TemplateSource | None = None  # gives both parts: HTML from it, text as written
+    content: ContentKeys = field(default_factory=ContentKeys)  # styling, images: content.py
 
     @property
     def folder(self) -> Path:
@@ -129,8 +133,14 @@ def load_job(path: str | Path) -> Job:
                         "'Name <user@example.com>'", "from")
     text = _template(top, "text", base)
     html = _template(top, "html", base)
-    if text is None and html is None:
-        raise top.error("the job has no body; add text_template, html_template, text or html")
+    markdown = _template(top, "markdown", base)
+    if text is None and html is None and markdown is None:
+        raise top.error("the job has no body; add text_template, html_template, "
+                        "markdown_template, text, html or markdown")
+    if markdown is not None and (text is not None or html is not None):
+        raise top.error("a Markdown body makes both the HTML and the text part; remove "
+                        f"{'text' if text is not None else 'html'} (or the Markdown)",
+                        "markdown_template" if markdown.path else "markdown")
     job = Job(
         path=path,
         name=path.stem,
@@ -154,6 +164,8 @@ def load_job(path: str | Path) -> Job:
         batch=top.text("batch", "{{ today }}"),
         schedule=_schedule(top),
         notify=_notify(top),
+        markdown=markdown,
+        content=parse_content(top, base),
     )
     top.done()
     return job
@@ -222,15 +234,18 @@ def _headers(top: Section) -> tuple[tuple[str, str], ...]:
     return tuple(result)
 
 
-def _attachments(top: Section) -> tuple[AttachmentSpec, ...]:
+def _attachments(top: Section) -> tuple[AttachmentSpec | GeneratedSpec, ...]:
     value = top.get("attachments", list, [])
-    specs = []
+    specs: list[AttachmentSpec | GeneratedSpec] = []
     for i, item in enumerate(value):
         line = line_of(value, i)
         if isinstance(item, str):
             specs.append(AttachmentSpec(pattern=item, line=line))
             continue
         sec = Section(item, top.path, f"attachments[{i}]")
+        if "csv" in sec.mapping:  # written per recipient, see content.py
+            specs.append(generated_spec(sec, line))
+            continue
         specs.append(AttachmentSpec(
             pattern=sec.text("pattern", required=True),
             optional=sec.get("optional", bool, False),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailbatch.job.fields import Section
+from mailbatch.job.providers import Preset, preset
 
 __all__ = ["SECURITY_MODES", "PasswordSource", "Rate", "RetryPolicy", "SmtpSettings",
            "parse_smtp"]
@@ -74,11 +75,14 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     if "password" in sec.mapping:
         raise sec.error("a password must not be written in the job file; use password_env "
                         "(an environment variable), password_file or password_command", "password")
-    security = sec.text("security", "tls")
+    provider = _provider(sec)
+    security = sec.text("security", provider.security if provider else "tls")
     if security not in SECURITY_MODES:
         raise sec.error(f"unknown security mode {security!r}; use tls (implicit TLS, port 465) "
                         "or starttls (port 587)", "security")
-    port = sec.get("port", int, 465 if security == "tls" else 587)
+    standard = 465 if security == "tls" else 587
+    port = sec.get("port", int, provider.port if provider and provider.security == security
+                   else standard)
     if not 0 < port < 65536:
         raise sec.error("must be a port number between 1 and 65535", "port")
     username = sec.text("username")
@@ -113,7 +117,7 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     if limit < 0:
         raise sec.error("must be 0 (no limit) or more", "max_messages_per_connection")
     settings = SmtpSettings(
-        host=sec.text("host", required=True),
+        host=sec.text("host", provider.host if provider else None, required=not provider),
         port=port,
         security=security,
         username=username,
@@ -128,6 +132,17 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     )
     sec.done()
     return settings
+
+
+def _provider(sec: Section) -> Preset | None:
+    """The preset named by ``smtp.provider``; the job's own host, port and security win."""
+    name = sec.text("provider")
+    if name is None:
+        return None
+    try:
+        return preset(name)
+    except ValueError as err:
+        raise sec.error(str(err), "provider") from None
 
 
 def _rate(sec: Section) -> Rate | None:

@@ -24,6 +24,7 @@ DEFAULT_TYPE = "application/octet-stream"
 MESSAGE_TYPE = "message/rfc822"
 _MESSAGE_SUFFIXES = frozenset({".eml", ".mht", ".mhtml"})  # whatever the system's mime.types say
 _HEADER_FIELD = re.compile(rb"[!-9;-~]+:")
+_LITERAL = b"Content-Transfer-Encoding: 7bit\r\n\r\n"  # how a part written as it is ends
 
 
 class AttachmentProblem(Exception):
@@ -84,7 +85,12 @@ class Part(NamedTuple):
 
     head: bytes
     body: bytes
-    literal: bool  # written as it is (7bit): an enclosing boundary must not occur in it
+
+    @property
+    def literal(self) -> bool:
+        """Whether the body is written as it is (an attached message, 7bit), so that an
+        enclosing boundary must not occur in it; base64 cannot hold one."""
+        return self.head.endswith(_LITERAL)
 
 
 class AttachmentCache:
@@ -101,7 +107,7 @@ class AttachmentCache:
 
     def part(self, attachment: Attachment) -> bytes:
         """The attachment as a complete MIME part (headers + body), CRLF line endings."""
-        head, body, _ = self.pieces(attachment)
+        head, body = self.pieces(attachment)
         return head + body
 
     def pieces(self, attachment: Attachment) -> Part:
@@ -131,7 +137,7 @@ class AttachmentCache:
             self._parts[key] = encoded
             self.total += size
             while self.total > self.max_bytes:
-                _, (head, body, _) = self._parts.popitem(last=False)
+                _, (head, body) = self._parts.popitem(last=False)
                 self.total -= len(head) + len(body)
         return encoded
 
@@ -145,10 +151,9 @@ def _encode(attachment: Attachment, data: bytes) -> Part:
         message = seven_bit_message(data) if content_type.lower().startswith("message/") \
             else None
         if message is not None:
-            return Part(_part_head(attachment.filename, content_type, "7bit"), message, True)
+            return Part(_part_head(attachment.filename, content_type, "7bit"), message)
         content_type = DEFAULT_TYPE
-    return Part(_part_head(attachment.filename, content_type, "base64"), base64_lines(data),
-                False)
+    return Part(_part_head(attachment.filename, content_type, "base64"), base64_lines(data))
 
 
 def seven_bit_message(data: bytes) -> bytes | None:
