@@ -26,9 +26,9 @@ __all__ = ["Spool"]
 
 _LENGTH = struct.Struct("<I")
 _Record = tuple  # (index, key, sender, to, cc, bcc, reply_to, subject, headers, text, html,
-#                   ((path, filename, content_type, size), ...), message_id,
-#                   ((path, filename, content_type, size, cid), ...) of the inline images,
-#                   widened), each address a plain (name, address) tuple
+#                   ((path, filename, content_type, size), ...), message_id, widened,
+#                   ((path, filename, content_type, size, cid), ...) of the inline images),
+#                   each address a plain (name, address) tuple
 # Generated files (charts, CSV, zip) are in the renderer's scratch folder: a record holds
 # their paths, like any attachment's, never their contents.
 
@@ -70,9 +70,9 @@ class Spool:
                 message.text, message.html,
                 tuple((str(a.path), a.filename, a.content_type, a.size)
                       for a in message.attachments),
-                message.message_id,
+                message.message_id, message.widened,
                 tuple((str(i.path), i.filename, i.content_type, i.size, i.cid)
-                      for i in message.inline_images), message.widened))
+                      for i in message.inline_images)))
         except ValueError:  # not plain strings (a str subclass, say): take() renders it again
             return
         try:
@@ -121,7 +121,7 @@ def _mailboxes(pairs: tuple[tuple[str, str], ...]) -> tuple[Address, ...]:
 
 def _rendered(recipient: Recipient, record: _Record) -> Rendered:
     (_, _, sender, to, cc, bcc, reply_to, subject, headers, text, html, attachments,
-     message_id, inline_images, widened) = record
+     message_id, widened, inline_images) = record
     return Rendered(
         recipient=recipient, sender=Address(*sender), to=_mailboxes(to), cc=_mailboxes(cc),
         bcc=_mailboxes(bcc), reply_to=_mailboxes(reply_to), subject=subject,
