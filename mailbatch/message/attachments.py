@@ -130,7 +130,11 @@ class AttachmentCache:
         except OSError as err:
             raise AttachmentProblem(f"attachment {str(attachment.path)!r} cannot be read: "
                                     f"{err.strerror}") from None
-        encoded = _encode(attachment, data)
+        try:
+            encoded = _encode(attachment, data)
+        except UnicodeEncodeError:  # a name that is not UTF-8 on disk (surrogate escapes)
+            raise AttachmentProblem(f"attachment {str(attachment.path)!r}: its file name is "
+                                    "not valid UTF-8; rename the file") from None
         del data
         size = len(encoded.head) + len(encoded.body)
         if size <= self.max_bytes:

@@ -247,6 +247,21 @@ def test_a_file_name_holding_an_encoded_word_look_alike_uses_rfc_2231(tmp_path, 
     assert b'filename="' not in data
 
 
+def test_a_file_name_that_is_not_utf_8_is_an_attachment_problem_not_a_traceback(tmp_path):
+    import os
+
+    from mailbatch.message.attachments import Attachment, AttachmentProblem
+
+    path = tmp_path / os.fsdecode(b"caf\xe9.pdf")
+    path.write_bytes(b"%PDF")
+    message = rendered(attachments=(Attachment(path, path.name, "application/pdf", 4),))
+
+    with pytest.raises(AttachmentProblem) as caught:
+        compose(message, AttachmentCache(), DATE)
+
+    assert "not valid UTF-8; rename the file" in str(caught.value)
+
+
 # -- the rule for lines holding encoded-words ------------------------------------------------
 
 def test_lines_holding_encoded_words_stay_within_76_characters():
