@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,11 @@ __all__ = ["Section", "kind_of"]
 class Section:
     """Reads typed fields out of one mapping and reports every problem as ``file:line: key``."""
 
-    def __init__(self, mapping: Any, path: Path, keypath: str = "") -> None:
+    def __init__(self, mapping: Any, path: Path, keypath: str = "",
+                 line: int | None = None) -> None:
         self.path = path
         self.keypath = keypath
+        self.line = line  # where the key of this mapping is, in its parent
         if mapping is None:
             mapping = LineDict()
         if not isinstance(mapping, Mapping):
@@ -31,6 +34,8 @@ class Section:
 
     def error(self, message: str, name: str | None = None) -> JobError:
         line = line_of(self.mapping, name) if hasattr(self, "mapping") else None
+        if line is None:
+            line = self.line
         return JobError(message, path=str(self.path), line=line,
                         field=self.key(name) if name else (self.keypath or None))
 
@@ -55,14 +60,40 @@ class Section:
         value = self.get(name, (str, int, float), default, required)
         return str(value) if value is not None else None
 
+    def number(self, name: str, default: float | None, low: float, high: float, *,
+               whole: bool = False, unit: str = "") -> Any:
+        """A number within ``low``..``high``: a setting where infinity, NaN or a number of
+        5,000 digits is never meant (and would crash or hang a socket, a sleep, a loop)."""
+        value = self.get(name, int if whole else (int, float), default)
+        if value is None:
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(f"must be a finite number, not {value}", name)
+        if not low <= value <= high:
+            shown = f"{value}" if abs(value) < 10**15 else "a number that large"
+            raise self.error(f"must be between {low:g} and {high:g}{unit}, not {shown}", name)
+        return value
+
+    def texts(self, name: str) -> tuple[str, ...]:
+        """Text or a list of texts (cc: one address or several)."""
+        value = self.get(name, (str, list), [])
+        items = [value] if isinstance(value, str) else value
+        for i, item in enumerate(items):
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                raise JobError(f"must be text, not {kind_of(item)}", path=str(self.path),
+                               line=line_of(value, i), field=f"{self.key(name)}[{i}]")
+        return tuple(str(item) for item in items)
+
     def path_(self, name: str, base: Path) -> Path | None:
         value = self.text(name)
         return (base / value) if value else None
 
-    def sub(self, name: str) -> Section:
+    def sub(self, name: str, required: bool = False) -> Section:
+        if required:
+            self.get(name, Mapping, required=True)
         self.seen.add(name)
         value = self.mapping.get(name)
-        return Section(value, self.path, self.key(name))
+        return Section(value, self.path, self.key(name), line_of(self.mapping, name))
 
     def typo_of(self, name: str) -> str | None:
         """An unread key of this mapping that looks like a misspelling of ``name``."""

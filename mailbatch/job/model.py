@@ -110,7 +110,7 @@ def load_job(path: str | Path) -> Job:
     raw = load_yaml(path)
     top = Section(raw, path)
     base = path.parent
-    smtp = parse_smtp(top.sub("smtp"), base)
+    smtp = parse_smtp(top.sub("smtp", required=True), base)
     sender = top.text("from", required=True)
     if any(c in sender for c in LINE_BREAKS):
         raise top.error("must be one line; remove the line break", "from")
@@ -132,8 +132,8 @@ def load_job(path: str | Path) -> Job:
         recipients=_recipients(top, base),
         to=top.text("to"),
         reply_to=top.text("reply_to"),
-        cc=_addresses(top, "cc"),
-        bcc=_addresses(top, "bcc"),
+        cc=top.texts("cc"),
+        bcc=top.texts("bcc"),
         headers=_headers(top),
         attachments=_attachments(top),
         attachments_root=top.path_("attachments_root", base),
@@ -190,12 +190,6 @@ def _recipients(top: Section, base: Path) -> RecipientSource:
     return source
 
 
-def _addresses(top: Section, name: str) -> tuple[str, ...]:
-    value = top.get(name, (str, list), [])
-    items = [value] if isinstance(value, str) else value
-    return tuple(str(item) for item in items)
-
-
 def _headers(top: Section) -> tuple[tuple[str, str], ...]:
     sec = top.sub("headers")
     reserved = {"from", "to", "cc", "bcc", "subject", "date", "message-id", "mime-version",
@@ -217,7 +211,7 @@ def _attachments(top: Section) -> tuple[AttachmentSpec, ...]:
         if isinstance(item, str):
             specs.append(AttachmentSpec(pattern=item, line=line))
             continue
-        sec = Section(item, top.path, f"attachments[{i}]")
+        sec = Section(item, top.path, f"attachments[{i}]", line)
         specs.append(AttachmentSpec(
             pattern=sec.text("pattern", required=True),
             optional=sec.get("optional", bool, False),
@@ -261,10 +255,15 @@ def _notify(top: Section) -> Notify | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return Notify(to=value)
-    sec = top.sub("notify")
-    notify = Notify(to=sec.text("to", required=True), when=sec.text("when", "failures"))
-    if notify.when not in ("failures", "always"):
-        raise sec.error("must be 'failures' or 'always'", "when")
-    sec.done()
+        notify, sec, key = Notify(to=value), top, "notify"
+    else:
+        sec, key = top.sub("notify"), "to"
+        notify = Notify(to=sec.text("to", required=True), when=sec.text("when", "failures"))
+        if notify.when not in ("failures", "always"):
+            raise sec.error("must be 'failures' or 'always'", "when")
+        sec.done()
+    if any(c in notify.to for c in LINE_BREAKS) or not is_valid_address(
+            parseaddr(notify.to)[1]):
+        raise sec.error("is not an email address (plain ASCII user@domain); write it as "
+                        "'owner@example.com' or 'Owner <owner@example.com>'", key)
     return notify
