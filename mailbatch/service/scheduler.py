@@ -26,7 +26,13 @@ import schedule
 
 from mailbatch.batch.report import Report, atomic_file, exit_code_for
 from mailbatch.batch.runner import RunOptions, run
-from mailbatch.errors import AlreadyRunningError, InterruptedRun, MailbatchError, StateError
+from mailbatch.errors import (  # EXIT_SOFTWARE: a run that crashed with a bug
+    EXIT_SOFTWARE,
+    AlreadyRunningError,
+    InterruptedRun,
+    MailbatchError,
+    StateError,
+)
 from mailbatch.job.model import Job
 from mailbatch.service.notify import send_summary
 from mailbatch.service.timing import Clock, TimetableScheduler
@@ -36,7 +42,6 @@ __all__ = ["EXIT_SOFTWARE", "Entry", "LastRun", "Service"]
 
 log = logging.getLogger(__name__)
 
-EXIT_SOFTWARE = 70  # sysexits EX_SOFTWARE: the run crashed with a bug (logged with traceback)
 RESULTS = {0: "ok", 1: "partial", 75: "incomplete"}
 Runner = Callable[[Job, RunOptions], Report]
 

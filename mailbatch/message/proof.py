@@ -1,0 +1,60 @@
+"""The render pass proves, for every message, what sending and reporting it will need, so that
+nothing depending on recipient data can fail after the first message was sent.
+
+What is proved: the message has at least one envelope recipient and a To address; every
+header and body encodes (composed once without its attachments, then thrown away: attachment
+parts are encoded from files whose names ``find`` already checked, and composing them here
+would copy each attachment once more per message); every text that goes into the report row
+(address, attachment names and types) is valid Unicode, so the JSON and CSV reports can be
+written as UTF-8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mailbatch.message.attachments import AttachmentCache
+from mailbatch.message.compose import compose
+from mailbatch.message.render import Rendered, RenderFailure
+
+__all__ = ["prove"]
+
+_NO_ATTACHMENTS = AttachmentCache(max_bytes=0)  # never used: the proof composes none
+
+
+def prove(message: Rendered) -> None:
+    """Raise RenderFailure, naming the recipient, if ``message`` could not be sent as it is,
+    or its report row could not be written."""
+    recipient = message.recipient
+    where = f"{recipient.where} ({recipient.address})"
+    if not str(message.to).strip():
+        raise RenderFailure(f"{where}: to renders empty; every message needs a To address "
+                            "(check the to: template and this recipient's data)")
+    if not message.envelope_recipients:
+        raise RenderFailure(f"{where}: the message has no recipient address at all")
+    texts = [recipient.address, *(text for attachment in message.attachments
+                                  for text in (attachment.filename, attachment.content_type))]
+    for text in texts:
+        if not _is_unicode(text):
+            raise RenderFailure(f"{where}: {text!r} is not valid Unicode text; it cannot be "
+                                "written into the message or the report")
+    try:
+        compose(dataclasses.replace(message, attachments=()), _NO_ATTACHMENTS, date="")
+    except ValueError as err:  # UnicodeEncodeError: a lone surrogate from JSON's "\ud800"
+        raise RenderFailure(f"{where}: the message cannot be written as email: "
+                            f"{_reason(err)}") from None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _reason(err: ValueError) -> str:
+    if isinstance(err, UnicodeEncodeError):
+        return (f"it contains {err.object[err.start:err.end]!r}, which is not a valid "
+                "character (a lone surrogate, as JSON's \\ud800 makes); correct the data")
+    return str(err)
