@@ -124,7 +124,8 @@ def _is_unicode(name: str) -> bool:
 
 def _shown(name: str) -> str:
     """A path for a message: bytes that are not UTF-8 shown escaped, never as raw bytes."""
-    return repr(name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+    shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return repr(shown) if shown == name else f"'{shown}'"
 
 
 class AttachmentCache:

@@ -16,6 +16,7 @@ import dataclasses
 from mailbatch.message.attachments import AttachmentCache
 from mailbatch.message.compose import compose
 from mailbatch.message.render import Rendered, RenderFailure
+from mailbatch.message.template_errors import unencodable
 
 __all__ = ["prove"]
 
@@ -54,7 +55,4 @@ def _is_unicode(text: str) -> bool:
 
 
 def _reason(err: ValueError) -> str:
-    if isinstance(err, UnicodeEncodeError):
-        return (f"it contains {err.object[err.start:err.end]!r}, which is not a valid "
-                "character (a lone surrogate, as JSON's \\ud800 makes); correct the data")
-    return str(err)
+    return unencodable(err) if isinstance(err, UnicodeEncodeError) else str(err)

@@ -9,7 +9,7 @@ import traceback
 
 from mailbatch.message.sandbox import BoundExceeded, BudgetExceeded
 
-__all__ = ["problem_in_template"]
+__all__ = ["problem_in_template", "unencodable"]
 
 
 def problem_in_template(err: BaseException, budget: float = 0.0) -> str:
@@ -24,6 +24,8 @@ def problem_in_template(err: BaseException, budget: float = 0.0) -> str:
         what = "ran out of memory"
     elif isinstance(err, BoundExceeded):
         what = str(err)
+    elif isinstance(err, UnicodeEncodeError):
+        what = unencodable(err)
     else:
         what = f"{err} ({type(err).__name__})" if str(err) else type(err).__name__
     return f"{where}: {what}" if where else what
@@ -50,3 +52,9 @@ def _short(name: str) -> str:
         relative = os.path.relpath(name)
         return name if relative.startswith("..") else relative
     return name
+
+
+def unencodable(err: UnicodeEncodeError) -> str:
+    """What a UnicodeEncodeError means for a message: data holding a lone surrogate."""
+    return (f"the data contains {err.object[err.start:err.end]!r}, which is not a valid "
+            "character (a lone surrogate, as JSON's \\ud800 makes); correct the data")
