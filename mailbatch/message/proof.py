@@ -2,9 +2,11 @@
 nothing depending on recipient data can fail after the first message was sent.
 
 What is proved: the message has at least one envelope recipient and a To address; every
-header and body encodes (composed once without its attachments, then thrown away: attachment
-parts are encoded from files whose names ``find`` already checked, and composing them here
-would copy each attachment once more per message); every text that goes into the report row
+header encodes (the message is composed once with empty bodies and no attachments, then
+thrown away); every body encodes (a body can fail only on text that is not valid Unicode,
+checked on its own: encoding it all here would cost as much as composing it again, and
+composing attachments would copy each once more per message); attachment parts come from
+files whose names ``find`` already checked; every text that goes into the report row
 (address, attachment names and types) is valid Unicode, so the JSON and CSV reports can be
 written as UTF-8.
 """
@@ -40,7 +42,12 @@ def prove(message: Rendered) -> None:
             raise RenderFailure(f"{where}: {text!r} is not valid Unicode text; it cannot be "
                                 "written into the message or the report")
     try:
-        compose(dataclasses.replace(message, attachments=()), _NO_ATTACHMENTS, date="")
+        for body in (message.text, message.html):
+            if body is not None and not body.isascii():
+                body.encode("utf-8")  # all that encoding a body can fail on
+        compose(dataclasses.replace(  # the headers and the MIME structure, without the bulk
+            message, attachments=(), text=None if message.text is None else "",
+            html=None if message.html is None else ""), _NO_ATTACHMENTS, date="")
     except ValueError as err:  # UnicodeEncodeError: a lone surrogate from JSON's "\ud800"
         raise RenderFailure(f"{where}: the message cannot be written as email: "
                             f"{_reason(err)}") from None
