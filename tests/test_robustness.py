@@ -116,7 +116,7 @@ SNIPPETS = st.sampled_from([
 @st.composite
 def mutations(draw: st.DrawFn) -> list[tuple[str, Any]]:
     kinds = st.sampled_from(["delete", "retype", "duplicate", "smtp", "csv", "people",
-                             "json", "template", "attachment"])
+                             "json", "template", "attachment", "schedule"])
     return draw(st.lists(st.tuples(kinds, st.integers(0, 10**6)), min_size=1, max_size=3))
 
 
@@ -163,6 +163,11 @@ def _apply(kind: str, seed: int, job: dict[str, Any], files: dict[str, str | byt
         text = str(files[name])
         at = seed % (len(text) + 1)
         files[name] = text[:at] + draw(SNIPPETS) + text[at:]
+    elif kind == "schedule":
+        job["schedule"] = draw(st.sampled_from([
+            "every 99999999999999999999 minutes", "every 10000000 weeks", "every 0 days",
+            "every day at 25:00", "every monday", "every day at 07:30 Mars/Olympus",
+            "every 2 weeks", "every weekday at 08:00 Europe/Paris"]) | ODD_TEXT)
     elif kind == "attachment":
         files[draw(st.sampled_from(["files/north/../../../x.pdf", "files/south/two.pdf",
                                     "files/north/\u00e9\u00e9 \U0001F600.pdf"]))] = b"%PDF"

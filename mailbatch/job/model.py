@@ -244,10 +244,18 @@ def _schedule(top: Section) -> str | None:
         from mailbatch.job.timetable import parse_timetable
 
         try:
-            parse_timetable(value)
+            timetable = parse_timetable(value)
         except ValueError as err:
             raise top.error(str(err), "schedule") from None
+        unit = _UNIT_SECONDS.get(timetable.unit, 1)
+        if timetable.interval * unit > _LONGEST_INTERVAL:  # a typo; would overflow the clock
+            raise top.error(f"every {timetable.interval:,} {timetable.unit} is longer than ten "
+                            "years; write a shorter interval", "schedule")
     return value
+
+
+_UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
+_LONGEST_INTERVAL = 3653 * 86400
 
 
 def _notify(top: Section) -> Notify | None:

@@ -143,6 +143,14 @@ def test_numeric_settings_must_be_finite_and_sane(tmp_path, setting, expect):
         load_job(job)
 
 
+@pytest.mark.parametrize("every", ["99999999999999999999 minutes", "10000000 weeks"])
+def test_a_schedule_interval_longer_than_ten_years_is_refused(tmp_path, every):
+    job = offline_job(tmp_path, BODY + "recipients: [{email: a@example.org}]\n"
+                      f"schedule: every {every}\n")
+    with pytest.raises(JobError, match=r"schedule: every .* is longer than ten years"):
+        load_job(job)
+
+
 def test_a_job_without_an_smtp_section_is_a_clear_error(tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text("from: r@example.org\nsubject: x\ntext: y\nrecipients: [{email: a@x.org}]\n")

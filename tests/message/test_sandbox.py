@@ -12,6 +12,7 @@ import pytest
 from mailbatch import load_job
 from mailbatch.job.recipients import iter_recipients
 from mailbatch.message.render import Renderer, RenderFailure
+from mailbatch.message.renderpool import RenderPool, Stop
 from mailbatch.message.sandbox import Budget, BudgetExceeded
 from tests.pipeline import offline_job
 
@@ -101,3 +102,20 @@ def test_dict_rows_still_read_as_attributes_under_the_sandbox(tmp_path):
     renderer = Renderer(load_job(job))
     message = renderer.render(next(iter_recipients(renderer.job)))
     assert message.text == "3;4;Ann 3"
+
+
+def test_a_stop_ends_the_render_pass_and_nothing_after_it_is_rendered(tmp_path, monkeypatch):
+    monkeypatch.setattr(Budget.__init__, "__defaults__", (0.3,))
+    people = "".join(f"  - {{email: p{i}@example.org, spin: {str(i == 2).lower()}}}\n"
+                     for i in range(6))
+    job = offline_job(tmp_path, "from: r@example.org\nsubject: Hi\ntext_template: body.j2\n"
+                      f"recipients:\n{people}", {"body.j2": "{% if spin %}{% for i in "
+                      "range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+                      "{% endif %}Hi\n"})
+    renderer = Renderer(load_job(job))
+    with RenderPool(renderer, worker=False) as pool:
+        results = [r for recipient in iter_recipients(renderer.job) for r in pool.add(recipient)]
+        results += pool.finish()
+        assert pool.stopped
+    assert [r.address for r, _, _ in results] == [f"p{i}@example.org" for i in range(3)]
+    assert isinstance(results[2][1], Stop) and "took longer than 0.3 seconds" in results[2][1]
