@@ -99,7 +99,8 @@ def _yaml(job: dict[str, Any], duplicate: str | None = None) -> str:
 
 ODD_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12) | \
     st.sampled_from(["\x1b[2J", "\x07", "a\nb", "\u202e", "\U0001F600", "{{ 7 * 7 }}",
-                     "a@x, b@y", "", " ", "../../etc/passwd", "*", "x" * 300])
+                     "a@x, b@y", "", " ", "../../etc/passwd", "*", "x" * 300,
+                     "a\x00b", "x/" * 2100])
 VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2, 10**6), st.just(10**30),
                    st.floats(allow_nan=True, allow_infinity=True), ODD_TEXT,
                    st.lists(st.integers(0, 3), max_size=3), st.just({"a": 1}), st.just([[1]]))

@@ -11,7 +11,23 @@ from typing import Any
 from mailbatch.errors import JobError
 from mailbatch.job.yamlfile import LineDict, line_of
 
-__all__ = ["Section", "kind_of"]
+__all__ = ["Section", "kind_of", "path_problem"]
+
+MAX_NAME = 255  # bytes in one file name (NAME_MAX on Linux, macOS and the BSDs)
+MAX_PATH = 4095  # bytes in a whole path (PATH_MAX less its NUL)
+
+
+def path_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a path, if it cannot: a NUL character, a name or a whole path too
+    long for any file system. (Left unchecked, the first use of such a path is a crash.)"""
+    if "\0" in text:
+        return "it contains a NUL character"
+    data = text.encode("utf-8", "surrogateescape")
+    if len(data) > MAX_PATH:
+        return f"it is longer than {MAX_PATH} bytes"
+    if any(len(part) > MAX_NAME for part in data.split(b"/")):
+        return f"it has a name longer than {MAX_NAME} bytes"
+    return None
 
 
 class Section:
@@ -86,7 +102,14 @@ class Section:
 
     def path_(self, name: str, base: Path) -> Path | None:
         value = self.text(name)
-        return (base / value) if value else None
+        return self.checked_path(name, value, base) if value else None
+
+    def checked_path(self, name: str, value: str, base: Path) -> Path:
+        """``base / value``, refused at the key if no file system could open it."""
+        problem = path_problem(value)
+        if problem:
+            raise self.error(f"is not a usable path: {problem}", name)
+        return base / value
 
     def sub(self, name: str, required: bool = False) -> Section:
         if required:

@@ -155,7 +155,7 @@ def _template(top: Section, kind: str, base: Path) -> TemplateSource | None:
     if inline is not None and file is not None:
         raise top.error(f"give either {kind} (inline) or {kind}_template (a file), not both", kind)
     if file is not None:
-        path = base / file
+        path = top.checked_path(f"{kind}_template", file, base)
         if not path.is_file():
             raise top.error(f"template file {file!r} not found (looked in {path.parent})",
                             f"{kind}_template")
@@ -178,11 +178,11 @@ def _recipients(top: Section, base: Path) -> RecipientSource:
                                field=f"recipients[{i}]")
         return RecipientSource(inline=tuple(value), path=None, line=line_of(value))
     if isinstance(value, str):
-        return RecipientSource(inline=None, path=base / value)
+        return RecipientSource(inline=None, path=top.checked_path("recipients", value, base))
     sec = top.sub("recipients")
     source = RecipientSource(
         inline=None,
-        path=base / sec.text("file", required=True),
+        path=sec.checked_path("file", sec.text("file", required=True), base),
         address_field=sec.text("address_field", "email"),
         name_field=sec.text("name_field", "name"),
     )
@@ -234,7 +234,7 @@ def _data(top: Section, base: Path) -> tuple[tuple[str, Path], ...]:
         file = sec.text(name, required=True)
         if Path(file).suffix.lower() not in (".csv", ".json", ".yaml", ".yml"):
             raise sec.error("data files must be .csv, .json, .yaml or .yml", name)
-        result.append((name, base / file))
+        result.append((name, sec.checked_path(name, file, base)))
     return tuple(result)
 
 

@@ -97,7 +97,7 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
         elif isinstance(value, list):
             raise sec.error("must be text, not a list", kind)
         if kind == "password_file":
-            value = str(base / value)
+            value = str(sec.checked_path(kind, value, base))
         password = PasswordSource(kind=kind.removeprefix("password_").replace(
             "oauth2_token_command", "command"), value=value,
             oauth2=kind == "oauth2_token_command")

@@ -110,7 +110,7 @@ def _entries(folder: str) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(folder) as entries:
             return [entry for entry in entries if not entry.name.startswith(".")]
-    except OSError:
+    except (OSError, ValueError):  # gone, unreadable, or a name with a NUL in it
         return []
 
 

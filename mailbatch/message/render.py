@@ -22,6 +22,7 @@ import jinja2.nodes
 from mailbatch.errors import JobError
 from mailbatch.job.addresses import is_valid_address
 from mailbatch.job.datafiles import load_data
+from mailbatch.job.fields import path_problem
 from mailbatch.job.model import LINE_BREAKS, Job, TemplateSource
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.attachments import Attachment, AttachmentProblem, find
@@ -185,7 +186,7 @@ class Renderer:
         template = self._compile(self.text_env, TemplateSource(name, text=source))
         try:
             with self.budget:
-                return template.render(context)
+                text = template.render(context)
         except jinja2.TemplateError as err:
             raise JobError(f"{err}; the names available here are "
                            f"{', '.join(sorted(context))}", path=str(self.job.path),
@@ -193,6 +194,11 @@ class Renderer:
         except (Exception, BudgetExceeded) as err:  # 1 // 0, a loop without end
             raise JobError(problem_in_template(err, self.budget.seconds),
                            path=str(self.job.path), field=name) from None
+        problem = path_problem(text)  # batch, report, outbox: each becomes part of a path
+        if problem:
+            raise JobError(f"renders to {text[:60]!r}, not a usable path: {problem}",
+                           path=str(self.job.path), field=name)
+        return text
 
     def _compile(self, env: jinja2.Environment, source: TemplateSource) -> jinja2.Template:
         where = str(source.path) if source.path else str(self.job.path)

@@ -132,3 +132,16 @@ def test_a_refused_recipient_still_leaves_a_valid_report(tmp_path, smtp_server, 
     report, rows = read_report(tmp_path)
     assert report["recipients"][0]["attachments"][0]["name"] == "\u00e9t\u00e9 \U0001F600.pdf"
     assert rows[0]["status"] == "sent"
+
+
+@pytest.mark.parametrize("value", ["a\\u0000b", "x" * 300])
+def test_a_report_path_rendered_from_data_that_no_file_system_takes_is_refused(
+        tmp_path, smtp_server, ca_file, password_env, capsys, value):
+    job = make_job(tmp_path, smtp_server, ca_file, HEAD + "recipients: [{email: a@example.org}]\n"
+                   "data: {d: d.json}\nreport: 'reports/{{ data.d.x }}/r'\n",
+                   {"d.json": '{"x": "' + value + '"}'})
+    for command in (["check"], ["run"]):
+        capsys.readouterr()
+        assert main([*command, str(job)]) == 78
+        assert "report: renders to" in capsys.readouterr().err
+    assert smtp_server.messages == []

@@ -151,6 +151,20 @@ def test_a_schedule_interval_longer_than_ten_years_is_refused(tmp_path, every):
         load_job(job)
 
 
+@pytest.mark.parametrize(("setting", "expect"), [
+    ("text_template: " + "x" * 300, "text_template: is not a usable path: it has a name longer"),
+    ('recipients: "a\\0b.csv"', "recipients: is not a usable path: it contains a NUL"),
+    ("attachments_root: " + "x/" * 2100, "attachments_root: is not a usable path: it is longer"),
+    ("data: {d: " + "y" * 300 + ".json}", "data.d: is not a usable path"),
+])
+def test_a_path_no_file_system_could_open_is_refused_at_its_key(tmp_path, setting, expect):
+    job = offline_job(tmp_path, "from: r@example.org\nsubject: Hi\n" + (
+        "" if "recipients" in setting else "recipients: [{email: a@example.org}]\n") +
+        ("" if "text_template" in setting else "text: x\n") + setting + "\n")
+    with pytest.raises(JobError, match=expect):
+        load_job(job)
+
+
 def test_a_job_without_an_smtp_section_is_a_clear_error(tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text("from: r@example.org\nsubject: x\ntext: y\nrecipients: [{email: a@x.org}]\n")
