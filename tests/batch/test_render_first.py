@@ -137,7 +137,8 @@ def test_a_refused_recipient_still_leaves_a_valid_report(tmp_path, smtp_server, 
 @pytest.mark.parametrize("value", ["a\\u0000b", "x" * 300])
 def test_a_report_path_rendered_from_data_that_no_file_system_takes_is_refused(
         tmp_path, smtp_server, ca_file, password_env, capsys, value):
-    job = make_job(tmp_path, smtp_server, ca_file, HEAD + "recipients: [{email: a@example.org}]\n"
+    job = make_job(tmp_path, smtp_server, ca_file, HEAD +
+                   "recipients: [{email: a@example.org, name: A}]\n"
                    "data: {d: d.json}\nreport: 'reports/{{ data.d.x }}/r'\n",
                    {"d.json": '{"x": "' + value + '"}'})
     for command in (["check"], ["run"]):
