@@ -20,6 +20,7 @@ __all__ = [
     "EXIT_SOFTWARE",
     "EXIT_TEMPFAIL",
     "EXIT_UNAVAILABLE",
+    "EXIT_UNFINISHED",
     "EXIT_USAGE",
     "AlreadyRunningError",
     "ConnectError",
@@ -30,6 +31,7 @@ __all__ = [
     "RenderError",
     "SessionLostError",
     "StateError",
+    "UnfinishedBatchError",
     "UsageError",
 ]
 
@@ -37,6 +39,7 @@ EXIT_OK = 0
 EXIT_PARTIAL = 1  # the batch ran, but some recipients were refused, failed or are uncertain
 EXIT_USAGE = 2  # the command line was wrong (argparse's own code)
 EXIT_ALREADY_RUNNING = 3  # another run of this job holds its lock
+EXIT_UNFINISHED = 4  # an older batch of this job still has recipients to send; nothing was sent
 EXIT_DATA = 65  # EX_DATAERR: a message could not be rendered; nothing was sent
 EXIT_SOFTWARE = 70  # EX_SOFTWARE: a bug in mailbatch (the traceback is in a crash log)
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: could not connect or TLS failed; nothing more was sent
@@ -118,6 +121,18 @@ class AlreadyRunningError(MailbatchError):
     """Raised when another run of the same job holds its lock."""
 
     exit_code = EXIT_ALREADY_RUNNING
+
+
+class UnfinishedBatchError(MailbatchError):
+    """Raised when a run would start a new batch while an older one still has recipients to
+    send: sending the new one would leave them without theirs (or, if the batch identity changed
+    under a resume, send everyone a second copy). ``batch`` names the unfinished batch."""
+
+    exit_code = EXIT_UNFINISHED
+
+    def __init__(self, message: str, *, batch: str) -> None:
+        self.batch = batch
+        super().__init__(message)
 
 
 class InterruptedRun(MailbatchError):

@@ -29,7 +29,7 @@ from typing import Any
 
 from mailbatch.errors import StateError
 
-__all__ = ["FINAL", "STATUSES", "TO_SEND", "Entry", "Journal"]
+__all__ = ["FINAL", "STATUSES", "TO_SEND", "BatchInfo", "Entry", "Journal"]
 
 FINAL = frozenset({"sent", "refused", "failed", "removed", "dry-run"})
 TO_SEND = ("pending", "deferred")
@@ -40,7 +40,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     batch TEXT PRIMARY KEY,
     base TEXT NOT NULL,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    clock TEXT  -- the first run's clock with its UTC offset: what a resume renders with
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     batch TEXT NOT NULL,
@@ -61,6 +62,22 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """One batch of the job: its name, the name its ``batch`` key rendered to, and when it began.
+
+    ``clock`` is the first run's clock with its UTC offset, so that a resume (even one started
+    after midnight, or under another ``TZ``) renders exactly the dates the batch began with.
+    """
+
+    batch: str
+    base: str
+    created: str
+    clock: dt.datetime
+    to_send: int  # pending or deferred: what a resume sends
+    uncertain: int
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,12 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
+def _clock(clock: str | None, created: str) -> dt.datetime:
+    """A batch's clock; a journal from before clocks were kept has only its UTC start."""
+    return dt.datetime.fromisoformat(clock) if clock else \
+        dt.datetime.fromisoformat(created).astimezone()
+
+
 class Journal:
     """One SQLite file per job; opened for the length of one run."""
 
@@ -106,6 +129,9 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(batches)")}
+            if "clock" not in columns:  # a journal written before batches kept their clock
+                self.db.execute("ALTER TABLE batches ADD COLUMN clock TEXT")
             self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, "
                             "loc TEXT)")
         except (OSError, sqlite3.Error) as err:
@@ -144,25 +170,45 @@ class Journal:
             self._execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('job', ?)",
                           (str(job_path),))
 
-    def batch(self, base: str, *, new: bool = False) -> tuple[str, bool]:
-        """The batch to work on and whether it is resumed: the latest one for ``base``."""
-        rows = self._execute(
-            "SELECT batch FROM batches WHERE base = ? ORDER BY created DESC, rowid DESC",
-            (base,)).fetchall()
-        if rows and not new:
-            return rows[0][0], True
-        batch = base if not rows else f"{base}#{len(rows) + 1}"
-        self._execute("INSERT INTO batches (batch, base, created) VALUES (?, ?, ?)",
-                      (batch, base, _now()))
-        return batch, False
+    def latest(self, base: str) -> BatchInfo | None:
+        """The newest batch whose ``batch`` key rendered to ``base``, if there is one."""
+        return next(iter(self._batches("WHERE b.base = ?", (base,))), None)
 
-    def unfinished(self, other_than: str) -> list[str]:
-        """Earlier batches that still have recipients to send or uncertain, newest first."""
+    def find(self, batch: str) -> BatchInfo | None:
+        """The batch of that exact name (``2026-11-30`` or ``2026-11-30#2``), if there is one."""
+        return next(iter(self._batches("WHERE b.batch = ?", (batch,))), None)
+
+    def unfinished(self) -> list[BatchInfo]:
+        """Batches that still have recipients to send (pending or deferred), newest first.
+        A batch left with only ``uncertain`` recipients is not one: a resume sends nothing."""
+        return [info for info in self._batches("", ()) if info.to_send]
+
+    def create(self, base: str, clock: dt.datetime) -> str:
+        """Start a new batch for ``base``: ``base`` itself, or ``base#N`` if it exists."""
+        count = self._execute("SELECT COUNT(*) FROM batches WHERE base = ?", (base,)).fetchone()[0]
+        batch = base if not count else f"{base}#{count + 1}"
+        self._execute("INSERT INTO batches (batch, base, created, clock) VALUES (?, ?, ?, ?)",
+                      (batch, base, _now(), clock.isoformat()))
+        return batch
+
+    def batch(self, base: str, *, new: bool = False) -> tuple[str, bool]:
+        """The batch to work on and whether it is resumed: the latest one for ``base``, or a
+        new one (the first, or with ``new`` another) started now."""
+        latest = None if new else self.latest(base)
+        if latest is not None:
+            return latest.batch, True
+        return self.create(base, dt.datetime.now().astimezone()), False
+
+    def _batches(self, where: str, params: tuple[Any, ...]) -> list[BatchInfo]:
         rows = self._execute(
-            "SELECT b.batch FROM batches b WHERE b.batch != ? AND EXISTS (SELECT 1 FROM "
-            "deliveries d WHERE d.batch = b.batch AND d.status IN "
-            "('pending', 'deferred', 'uncertain')) ORDER BY b.created DESC", (other_than,))
-        return [row[0] for row in rows]
+            "SELECT b.batch, b.base, b.created, b.clock,"
+            " (SELECT COUNT(*) FROM deliveries d WHERE d.batch = b.batch"
+            "  AND d.status IN ('pending', 'deferred')),"
+            " (SELECT COUNT(*) FROM deliveries d WHERE d.batch = b.batch"
+            "  AND d.status = 'uncertain')"
+            f" FROM batches b {where} ORDER BY b.created DESC, b.rowid DESC", params).fetchall()
+        return [BatchInfo(batch, base, created, _clock(clock, created), to_send, uncertain)
+                for batch, base, created, clock, to_send, uncertain in rows]
 
     # -- recipients ------------------------------------------------------------------------
 

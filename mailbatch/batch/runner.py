@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailbatch.batch.delivery import Sender
-from mailbatch.batch.journal import TO_SEND, Journal
+from mailbatch.batch.journal import TO_SEND, BatchInfo, Journal
 from mailbatch.batch.lock import job_lock
 from mailbatch.batch.report import Report, write_report
 from mailbatch.batch.spool import Spool
-from mailbatch.errors import MailbatchError, RenderError
+from mailbatch.errors import MailbatchError, RenderError, UnfinishedBatchError, UsageError
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient, duplicate_failure, iter_recipients
 from mailbatch.message.attachments import AttachmentCache, AttachmentProblem
@@ -45,6 +45,7 @@ Progress = Callable[[int, int, str, Outcome], None]
 class RunOptions:
     dry_run: bool = False
     new_batch: bool = False
+    batch: str | None = None  # continue this batch of the job, whatever ``batch:`` renders to now
     resend_uncertain: bool = False
     debug_smtp: bool = False
     now: dt.datetime | None = None
@@ -131,13 +132,19 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
             stack.enter_context(job_lock(job.state_dir / f"{job.name}.lock", job.name))
             journal = stack.enter_context(Journal(job.state_dir / f"{job.name}.sqlite"))
             journal.claim(job.path)
-        base = f"test-{now:%Y%m%dT%H%M%S}" if test else renderer.batch
-        batch, resumed = journal.batch(base, new=options.new_batch)
+        if test:
+            batch, resumed = journal.create(f"test-{now:%Y%m%dT%H%M%S}", now), False
+        else:
+            info, resumed = _batch_to_run(job, journal, renderer.batch, options, now)
+            batch = info.batch
+            if batch != renderer.batch or info.clock != now:
+                # A resume renders with the batch's own clock, so its dates are the ones the
+                # batch began with; a batch#2 gets Message-IDs of its own, or mail stores that
+                # drop repeated IDs would drop its copies.
+                renderer = Renderer(job, info.clock,
+                                    message_id_salt=batch if batch != info.base else "")
+                context = {**renderer.context, "batch": batch}
         context["batch"] = batch
-        if batch != base:  # --new-batch: new Message-IDs, or mail stores drop the copies
-            renderer = Renderer(job, now, message_id_salt=batch)
-        if not resumed and not (options.dry_run or test):
-            _warn_unfinished(job, journal, batch)
         spool = stack.enter_context(Spool(journal.path.parent))
         total = prepare(job, renderer, journal, batch, options.test_limit if test else None,
                         options.resend_uncertain, spool)
@@ -272,15 +279,39 @@ def as_test_send(rendered: Rendered, address: str) -> Rendered:
                                subject=f"[TEST] {rendered.subject}")
 
 
-def _warn_unfinished(job: Job, journal: Journal, batch: str) -> None:
-    """A new batch while an older one is unfinished: say so, since a batch identity that
-    changed under a resume (e.g. ``{{ today }}`` after midnight) would send everyone again."""
-    older = journal.unfinished(batch)
+def _batch_to_run(job: Job, journal: Journal, base: str, options: RunOptions,
+                  now: dt.datetime) -> tuple[BatchInfo, bool]:
+    """The batch to run and whether it is resumed.
+
+    The latest batch of this identity is resumed. A new one is refused while an older batch
+    still has recipients to send (a ``{{ today }}`` batch interrupted before midnight and run
+    again after it would otherwise leave them without theirs), unless ``--new-batch``.
+    """
+    if options.batch is not None:
+        info = journal.find(options.batch)
+        if info is None:
+            known = ", ".join(b.batch for b in journal.unfinished()[:5]) or "none unfinished"
+            raise UsageError(f"{job.path}: the job has no batch {options.batch!r} ({known}); "
+                             "name a batch from its report or journal")
+        return info, True
+    latest = None if options.new_batch else journal.latest(base)
+    if latest is not None:
+        return latest, True
+    older = journal.unfinished()
+    if older and not options.new_batch:
+        first = older[0]
+        raise UnfinishedBatchError(
+            f"{job.path}: batch {first.batch} is unfinished ({first.to_send} recipient(s) still "
+            f"to send), so batch {base} was not started and nothing was sent; finish it with "
+            f"'mailbatch run --batch {first.batch} {job.path}', or start {base} anyway with "
+            "--new-batch", batch=first.batch)
     if older:
-        log.warning("%s: starting batch %s while batch %s is unfinished (recipients still "
-                    "pending, deferred or uncertain); if this run was meant to resume it, set "
-                    "the job's batch key so both runs get the same identity", job.name, batch,
-                    older[0])
+        log.warning("%s: starting batch %s (--new-batch) while batch %s still has %d "
+                    "recipient(s) to send; they are sent only by 'mailbatch run --batch %s'",
+                    job.name, base, older[0].batch, older[0].to_send, older[0].batch)
+    created = journal.find(journal.create(base, now))
+    assert created is not None
+    return created, False
 
 
 def _transport(job: Job, renderer: Renderer, context: dict, options: RunOptions) -> Transport:

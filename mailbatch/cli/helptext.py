@@ -24,12 +24,15 @@ EPILOG_RUN = """examples:
   mailbatch run weekly-sales.yaml               send (or resume) this week's batch
   mailbatch run --dry-run weekly-sales.yaml     write every message to the outbox instead
   mailbatch run --new-batch weekly-sales.yaml   start a fresh batch even if today's exists
+  mailbatch run --batch 2026-11-30 weekly-sales.yaml
+                                                finish that day's unfinished batch
   mailbatch run --to me@example.com weekly-sales.yaml
                                                 send the first message to me only, as a test
   mailbatch run --to me@example.com --limit 5 weekly-sales.yaml
                                                 the first 5 messages, all to me
 
 exit codes: 0 all sent; 1 some refused, failed or uncertain; 3 already running;
+4 an older batch is unfinished (finish it with --batch, or use --new-batch);
 65 a message could not be rendered (nothing sent); 69 cannot connect or TLS failed;
 74 cannot write report/journal; 75 server kept failing, re-run to resume; 77 login refused;
 78 invalid job file (nothing sent); 130 interrupted, re-run to resume."""
@@ -47,7 +50,8 @@ EPILOG_PREVIEW = """examples:
   mailbatch preview weekly-sales.yaml                        the first recipient's message
   mailbatch preview weekly-sales.yaml --recipient 3          the third recipient's
   mailbatch preview weekly-sales.yaml --recipient ana@example.com
-  mailbatch preview weekly-sales.yaml --html-out /tmp/m.html open the HTML body in a browser"""
+  mailbatch preview weekly-sales.yaml --html-out /tmp/m.html open the HTML body in a browser
+  mailbatch preview weekly-sales.yaml --serve                every message in a browser, live"""
 
 EPILOG_INIT = """examples:
   mailbatch init                 write the starter job into the current folder

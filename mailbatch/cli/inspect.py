@@ -167,6 +167,7 @@ class Preview:
     html: str | None
     attachments: tuple[Attachment, ...]
     size: int
+    data: bytes = b""  # the composed message, exactly as it would be sent
 
     def lines(self, html_out: str | None = None) -> list[str]:
         """The message as ``mailbatch preview`` prints it; recipient data made printable."""
@@ -223,7 +224,7 @@ def preview(job: Job, which: str | None = None, *, now: dt.datetime | None = Non
     return Preview(number=chosen.index + 1, total=total, where=chosen.where, headers=headers,
                    envelope=tuple(rendered.envelope_recipients), bcc=rendered.bcc,
                    text=rendered.text, html=rendered.html, attachments=rendered.attachments,
-                   size=len(data))
+                   size=len(data), data=data)
 
 
 def _matches(recipient: Recipient, wanted: str) -> bool:

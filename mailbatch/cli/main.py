@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="write each message as an .eml file to the outbox; send nothing")
     run.add_argument("--new-batch", action="store_true",
-                     help="start a fresh batch instead of resuming the current one")
+                     help="start a fresh batch instead of resuming the current one, even while "
+                          "an older batch is unfinished")
+    run.add_argument("--batch", metavar="NAME",
+                     help="finish the job's batch NAME (e.g. yesterday's, left unfinished), "
+                          "rendered with the dates it began with")
     run.add_argument("--resend-uncertain", action="store_true",
                      help="resend messages whose delivery is uncertain (may duplicate them)")
     run.add_argument("--debug-smtp", action="store_true",
@@ -132,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     progress = choose_progress(sys.stderr, quiet=args.quiet, verbose=args.verbose,
                                debug=args.debug_smtp, logger=log)
-    options = RunOptions(dry_run=args.dry_run, new_batch=args.new_batch,
+    options = RunOptions(dry_run=args.dry_run, new_batch=args.new_batch, batch=args.batch,
                          resend_uncertain=args.resend_uncertain, debug_smtp=args.debug_smtp,
                          progress=progress, test_to=args.to,
                          test_limit=1 if args.limit is None else (args.limit or None))
@@ -216,6 +220,11 @@ def _add_safe_commands(commands: argparse._SubParsersAction, common: argparse.Ar
                               "(default: 1)")
     preview.add_argument("--html-out", metavar="FILE",
                          help="write the HTML body to FILE, to open in a browser")
+    preview.add_argument("--serve", action="store_true",
+                         help="show the messages in a browser from a local server on 127.0.0.1, "
+                              "reloading when the job, a template or a data file changes")
+    preview.add_argument("--port", type=int, default=0, metavar="N",
+                         help="with --serve: the port (default: any free port)")
     preview.set_defaults(func=cmd_preview)
 
     init = commands.add_parser(
@@ -249,6 +258,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from mailbatch.cli.inspect import preview
     from mailbatch.job.model import load_job
 
+    if args.serve:
+        return _serve_preview(args)
     job = load_job(args.job)
     shown = preview(job, args.recipient)
     if args.html_out:
@@ -260,6 +271,26 @@ def cmd_preview(args: argparse.Namespace) -> int:
         except OSError as err:
             raise UsageError(f"{args.html_out}: cannot write: {err.strerror}") from None
     print("\n".join(shown.lines(args.html_out)))
+    return EXIT_OK
+
+
+def _serve_preview(args: argparse.Namespace) -> int:
+    from mailbatch.cli.serve import PreviewServer
+
+    if args.html_out:
+        raise UsageError("--serve shows the HTML in the browser; drop --html-out")
+    if not Path(args.job).is_file():
+        raise UsageError(f"{args.job}: no such job file")
+    try:
+        server = PreviewServer(args.job, args.port)
+    except OSError as err:
+        raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {err.strerror}; choose "
+                         "another --port") from None
+    with server:
+        print(f"previewing {server.job_path} at {server.url}?r={args.recipient or 1} "
+              "(nothing is sent; Ctrl-C to stop)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it ends
+            server.serve_forever()
     return EXIT_OK
 
 
@@ -279,11 +310,17 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _check_test_send_options(args: argparse.Namespace) -> None:
+    if args.batch is not None:
+        for flag, given in (("--dry-run", args.dry_run), ("--new-batch", args.new_batch)):
+            if given:
+                raise UsageError(f"--batch continues a batch of the journal; it does not go "
+                                 f"with {flag}")
     if args.to is None:
         if args.limit is not None:
             raise UsageError("--limit applies to a test send only; add --to ADDRESS")
         return
     for flag, given in (("--dry-run", args.dry_run), ("--new-batch", args.new_batch),
+                        ("--batch", args.batch is not None),
                         ("--resend-uncertain", args.resend_uncertain)):
         if given:
             raise UsageError(f"--to makes a test send, which never touches the batch: drop "

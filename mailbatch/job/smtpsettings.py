@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailbatch.job.fields import Section
+from mailbatch.job.providers import Preset, preset
 
 __all__ = ["SECURITY_MODES", "PasswordSource", "Rate", "RetryPolicy", "SmtpSettings",
            "parse_smtp"]
@@ -75,11 +76,14 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     if "password" in sec.mapping:
         raise sec.error("a password must not be written in the job file; use password_env "
                         "(an environment variable), password_file or password_command", "password")
-    security = sec.text("security", "tls")
+    provider = _provider(sec)
+    security = sec.text("security", provider.security if provider else "tls")
     if security not in SECURITY_MODES:
         raise sec.error(f"unknown security mode {security!r}; use tls (implicit TLS, port 465) "
                         "or starttls (port 587)", "security")
-    port = sec.number("port", 465 if security == "tls" else 587, 1, 65535, whole=True)
+    standard = 465 if security == "tls" else 587
+    port = sec.number("port", provider.port if provider and provider.security == security
+                      else standard, 1, 65535, whole=True)
     username = sec.text("username")
     sources = []
     for kind in ("password_env", "password_file", "password_command", "oauth2_token_command"):
@@ -112,7 +116,7 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     pipelining = sec.get("pipelining", bool, True)
     limit = sec.number("max_messages_per_connection", 0, 0, 10**9, whole=True)
     settings = SmtpSettings(
-        host=sec.text("host", required=True),
+        host=sec.text("host", provider.host if provider else None, required=not provider),
         port=port,
         security=security,
         username=username,
@@ -127,6 +131,17 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     )
     sec.done()
     return settings
+
+
+def _provider(sec: Section) -> Preset | None:
+    """The preset named by ``smtp.provider``; the job's own host, port and security win."""
+    name = sec.text("provider")
+    if name is None:
+        return None
+    try:
+        return preset(name)
+    except ValueError as err:
+        raise sec.error(str(err), "provider") from None
 
 
 def _rate(sec: Section) -> Rate | None:

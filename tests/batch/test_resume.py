@@ -13,7 +13,15 @@ import pytest
 
 from mailbatch.batch.journal import Journal
 from mailbatch.batch.runner import RunOptions, prepare, run
-from mailbatch.errors import EXIT_DATA, EXIT_NOPERM, EXIT_OK, EXIT_TEMPFAIL, StateError
+from mailbatch.errors import (
+    EXIT_DATA,
+    EXIT_NOPERM,
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    EXIT_UNFINISHED,
+    EXIT_USAGE,
+    StateError,
+)
 from mailbatch.job.model import load_job
 from mailbatch.message.render import Renderer
 from tests.batchjobs import BATCH, NOW, addresses, batch_job, run_batch
@@ -270,18 +278,104 @@ def records(name: str) -> Iterator[list[logging.LogRecord]]:
         logger.removeHandler(handler)
 
 
-def test_new_batch_while_an_older_one_is_unfinished_warns_that_it_was_not_resumed(
-        smtp_server_factory, ca_file, tmp_path, password_env):
-    server = smtp_server_factory(fail_login_after=1)
-    job = batch_job(tmp_path, server, ca_file, 3, max_messages_per_connection=1)
-    assert run_batch(job).code == EXIT_NOPERM  # 2026-03-02: one sent, two pending
+def interrupted_batch(tmp_path, server, ca_file, extra=""):
+    """A job whose batch at NOW stopped with user1 sent and user2, user3 pending."""
+    server.set_faults(fail_login_after=1)
+    job = batch_job(tmp_path, server, ca_file, 3, max_messages_per_connection=1, extra=extra)
+    assert run_batch(job).code == EXIT_NOPERM
     server.set_faults(fail_login_after=None)
+    server.reset()
+    return job
+
+
+def test_a_new_batch_is_refused_while_an_older_one_still_has_recipients_to_send(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory()
+    job = interrupted_batch(tmp_path, server, ca_file)
+
+    next_day = run_batch(job, now=NOW + dt.timedelta(days=1))
+
+    assert next_day.code == EXIT_UNFINISHED
+    assert f"batch {BATCH} is unfinished (2 recipient(s) still to send)" in next_day.error
+    assert f"mailbatch run --batch {BATCH} {job}" in next_day.error
+    assert server.connections == 0 and server.messages == []
+    with Journal(tmp_path / ".mailbatch" / "job.sqlite") as journal:
+        assert journal.latest("2026-03-03") is None  # nothing was started
+
+
+def test_a_resume_under_another_time_zone_after_midnight_is_refused_not_sent_again(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory()
+    job = interrupted_batch(tmp_path, server, ca_file)  # 2026-03-02 09:00 UTC
+    tokyo = dt.timezone(dt.timedelta(hours=15))  # the same instant is 2026-03-03 there
+
+    again = run_batch(job, now=NOW.astimezone(tokyo))
+
+    assert again.code == EXIT_UNFINISHED
+    assert server.messages == []
+
+
+def test_the_unfinished_batch_is_finished_by_name_with_the_dates_it_began_with(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory()
+    job = interrupted_batch(tmp_path, server, ca_file, extra='headers: {X-Day: "{{ today }}"}\n')
+
+    late = run_batch(job, now=NOW + dt.timedelta(days=1), batch=BATCH)
+
+    assert late.code == EXIT_OK
+    assert late.report["batch"] == BATCH and late.report["resumed"] is True
+    assert server.received_count_by_rcpt() == Counter(["user2@example.org", "user3@example.org"])
+    assert {m.message["X-Day"] for m in server.messages} == {BATCH}
+    server.reset()
+    assert run_batch(job, now=NOW + dt.timedelta(days=1)).report["batch"] == "2026-03-03"
+    assert server.received_count_by_rcpt() == Counter(addresses(3))
+
+
+def test_naming_a_batch_the_job_never_had_is_a_usage_error(
+        smtp_server, ca_file, tmp_path, password_env):
+    job = batch_job(tmp_path, smtp_server, ca_file, 2)
+
+    outcome = run_batch(job, batch="1999-01-01")
+
+    assert outcome.code == EXIT_USAGE
+    assert "the job has no batch '1999-01-01'" in outcome.error
+    assert smtp_server.connections == 0
+
+
+def test_new_batch_option_starts_anyway_and_warns_about_the_unfinished_one(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory()
+    job = interrupted_batch(tmp_path, server, ca_file)
 
     with records("mailbatch.batch.runner") as caught:
-        run_batch(job, now=NOW + dt.timedelta(days=1))
+        fresh = run_batch(job, now=NOW + dt.timedelta(days=1), new_batch=True)
 
+    assert fresh.code == EXIT_OK and fresh.report["batch"] == "2026-03-03"
     warnings = [r.getMessage() for r in caught if r.levelno == logging.WARNING]
-    assert any(f"while batch {BATCH} is unfinished" in w for w in warnings), warnings
+    assert any(f"while batch {BATCH} still has 2 recipient(s) to send" in w for w in warnings)
+
+
+def test_a_batch_left_with_only_uncertain_recipients_does_not_block_the_next(
+        smtp_server, ca_file, tmp_path, password_env):
+    job = batch_job(tmp_path, smtp_server, ca_file, 2)
+    run_batch(job)
+    with Journal(tmp_path / ".mailbatch" / "job.sqlite") as journal:
+        journal.mark(BATCH, "user1@example.org", "uncertain")
+
+    next_day = run_batch(job, now=NOW + dt.timedelta(days=1))
+
+    assert next_day.code == EXIT_OK and next_day.report["batch"] == "2026-03-03"
+
+
+def test_a_resume_renders_with_the_clock_of_the_batchs_first_run(
+        smtp_server_factory, ca_file, tmp_path, password_env):
+    server = smtp_server_factory()
+    job = interrupted_batch(tmp_path, server, ca_file,
+                            extra='headers: {X-Clock: "{{ now.isoformat() }}"}\n')
+
+    run_batch(job, now=NOW + dt.timedelta(hours=5))
+
+    assert {m.message["X-Clock"] for m in server.messages} == {NOW.isoformat()}
 
 
 def test_resume_is_not_blocked_by_an_attachment_removed_after_its_message_was_sent(

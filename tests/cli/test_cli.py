@@ -84,9 +84,18 @@ def test_run_help_documents_the_exit_codes_and_test_sends(capsys):
         main(["run", "--help"])
 
     out = capsys.readouterr().out
-    for code in ("65", "69", "75", "77", "78"):
+    for code in ("4", "65", "69", "75", "77", "78"):
         assert re.search(rf"\b{code}\b", out)
     assert "--to ADDRESS" in out and "--limit N" in out
+
+
+@pytest.mark.parametrize("other", [["--new-batch"], ["--dry-run"], ["--to", "me@example.org"]])
+def test_batch_option_does_not_combine_with_new_batch_dry_run_or_a_test_send(other, tmp_path,
+                                                                            capsys):
+    job = write_job(tmp_path, JOB + "smtp: {host: 127.0.0.1}\n")
+
+    assert main(["run", str(job), "--batch", "2026-11-30", *other]) == 2
+    assert "--batch" in capsys.readouterr().err
 
 
 # -- progress, -q and -v -------------------------------------------------------------------------
@@ -189,6 +198,31 @@ def test_the_progress_display_follows_the_terminal_and_the_flags(tty, quiet, ver
     stream = Terminal() if tty else io.StringIO()
 
     assert type(choose(stream, quiet=quiet, verbose=verbose, debug=debug)) is kind
+
+
+def test_a_dumb_terminal_gets_log_lines_not_a_bar(monkeypatch):
+    monkeypatch.setenv("TERM", "dumb")
+
+    assert type(choose(Terminal(), quiet=False, verbose=0)) is LogLines
+
+
+def test_with_no_color_the_bar_is_drawn_and_cleared_without_escape_sequences(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.delenv("TERM", raising=False)
+    stream = Terminal()
+    bar = choose(stream, quiet=False, verbose=0)
+    assert isinstance(bar, Bar)
+    bar.width = 4
+
+    bar(1, 2, "a@example.org", Outcome("sent", 250, "ok"))
+    bar.clear()
+    bar(2, 2, "b@example.org", Outcome("sent", 250, "ok"))
+    bar.close()
+
+    shown = stream.getvalue()
+    assert "\x1b" not in shown
+    first = "[##--] 1/2  50%  1 sent"
+    assert shown == f"\r{first}\r{' ' * len(first)}\r\r[####] 2/2 100%  2 sent\n"
 
 
 def test_main_leaves_logging_as_it_found_it(job_path, capsys):
