@@ -3,8 +3,9 @@ not to hang cron or exhaust the machine by a typo.
 
 - ``range`` has at most 100,000 items (the sandbox's own rule);
 - calls (macros calling themselves, ``caller()``) nest at most ``MAX_CALL_DEPTH`` deep;
-- ``*`` and ``**``, ``center``, ``indent`` and str methods such as ``ljust`` refuse to build a
-  value of more than ``MAX_TEXT`` characters (or an integer of more than ``MAX_INT_BITS`` bits);
+- ``*`` and ``**``, ``center``, ``indent``, str methods such as ``ljust`` and the widths of
+  format strings (``%``, ``|format``, ``.format``) refuse to build a value of more than
+  ``MAX_TEXT`` characters (or an integer of more than ``MAX_INT_BITS`` bits);
 - one template's output is at most ``MAX_TEXT`` characters;
 - one message renders within ``RENDER_SECONDS`` (``Budget``), or is interrupted.
 
@@ -15,7 +16,9 @@ failure naming the recipient and the template line.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
+import re
 import threading
 import time
 import types
@@ -23,7 +26,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import jinja2
-from jinja2.filters import do_center, do_indent
+from jinja2 import nodes
+from jinja2.filters import do_center, do_format, do_indent
 from jinja2.runtime import LoopContext
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -41,12 +45,17 @@ class BoundExceeded(Exception):
     """Raised inside a template that would build something too large or recurse too deep."""
 
 
+_NUMBERS = frozenset({int, float})
+
+
 def _size(value: Any) -> int | None:
     return len(value) if isinstance(value, str | list | tuple) else None
 
 
 def _repeat(left: Any, right: Any) -> Any:
     """``*``: numbers multiply; a text or list repeated must stay within MAX_TEXT."""
+    if type(left) in _NUMBERS and type(right) in _NUMBERS:
+        return left * right
     for seq, count in ((left, right), (right, left)):
         size = _size(seq)
         if size is not None and isinstance(count, int) and size * count > MAX_TEXT:
@@ -61,6 +70,46 @@ def _power(left: Any, right: Any) -> Any:
             right * math.log2(abs(left)) > MAX_INT_BITS:
         raise BoundExceeded(f"{left} ** {right} is too large a number")
     return left**right
+
+
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\d*)(?:\.(\d*))?")
+_BRACE_SPEC = re.compile(r"\{[^{}]*:([^{}]*)\}")
+_NESTED_SPEC = re.compile(r"\{[^{}]*:[^{}]*\{")
+
+
+def _check_format(text: Any, args: Any = ()) -> None:
+    """A format string (``%``, ``|format``, ``.format``) whose widths would build a value over
+    MAX_TEXT: ``"%1000000000d" % 1``, ``"{:>1000000000}".format(1)``, ``"%*d" % (10**9, 1)``."""
+    if not isinstance(text, str) or ("%" not in text and "{" not in text):
+        return
+    too_wide, from_args = _widths(text) if len(text) <= 200 else _widths.__wrapped__(text)
+    if too_wide or (from_args and any(
+            isinstance(v, int) and v > MAX_TEXT
+            for v in (args if isinstance(args, tuple | list) else (args,)))):
+        raise BoundExceeded(f"a width in the format {text[:40]!r} is over {MAX_TEXT:,}")
+
+
+@functools.lru_cache(maxsize=512)  # format strings are template literals: parsed once each
+def _widths(text: str) -> tuple[bool, bool]:
+    """(a width or precision written in ``text`` is over MAX_TEXT, a width comes from the
+    arguments: ``%*d``, ``{0:{1}}``)."""
+    numbers = [n for match in _PERCENT_SPEC.finditer(text) for n in match.groups() if n]
+    numbers += [n for spec in _BRACE_SPEC.findall(text) for n in re.findall(r"\d+", spec)]
+    too_wide = any(len(n) > 9 or int(n) > MAX_TEXT for n in numbers)
+    return too_wide, "*" in text or bool(_NESTED_SPEC.search(text))
+
+
+def _percent(left: Any, right: Any) -> Any:
+    """``%``: numbers take the remainder; a format string's widths stay within MAX_TEXT."""
+    if type(left) is str and (len(left) > 8 or "*" in left):
+        _check_format(left, right)
+    return left % right
+
+
+def _format_filter(value: Any, *args: Any, **kwargs: Any) -> Any:
+    """``|format`` where the format is not written in the template (see ``_parse``)."""
+    _check_format(value, args)
+    return do_format(value, *args, **kwargs)
 
 
 def _width_bound(function: Callable[..., Any], what: str) -> Callable[..., Any]:
@@ -81,12 +130,13 @@ def _concat(pieces: Iterable[str]) -> str:
 class BoundedEnvironment(SandboxedEnvironment):
     """The sandbox with the bounds above (see the module docstring)."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
     concat = staticmethod(_concat)  # type: ignore[assignment]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.binop_table = {**self.binop_table, "*": _repeat, "**": _power}
+        self.binop_table = {**self.binop_table, "*": _repeat, "**": _power, "%": _percent}
+        self.filters["bounded_format"] = _format_filter
         self.filters["center"] = _width_bound(do_center, "center")
         self.filters["indent"] = _width_bound(do_indent, "indent")
         self._depth = 0
@@ -100,6 +150,37 @@ class BoundedEnvironment(SandboxedEnvironment):
             except AttributeError:
                 pass
         return super().getattr(obj, attribute)
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """The template's syntax tree, with ``|format`` checked: a format written in the
+        template (``"%6d"|format(n)``, run for every row of a table) is checked once, here;
+        any other goes through the checking filter when it runs."""
+        tree = super()._parse(source, name, filename)
+        for node in tree.find_all(nodes.Filter):
+            if node.name != "format":
+                continue
+            if isinstance(node.node, nodes.Const) and not (
+                    isinstance(node.node.value, str) and "*" in node.node.value):
+                try:
+                    _check_format(node.node.value)
+                except BoundExceeded as err:
+                    raise jinja2.TemplateSyntaxError(str(err), node.lineno, name,
+                                                     filename) from None
+            else:
+                node.name = "bounded_format"
+        return tree
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """``"...".format(...)`` in a template: the sandbox's own, with its widths bounded."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        text = value.__self__
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            _check_format(text, (*args, *kwargs.values()))
+            return wrapped(*args, **kwargs)
+        return bounded
 
     def call(__self, __context: jinja2.runtime.Context, __obj: Any,
              *args: Any, **kwargs: Any) -> Any:

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from mailbatch import load_job
+from mailbatch.errors import JobError
 from mailbatch.job.recipients import iter_recipients
 from mailbatch.message.render import Renderer, RenderFailure
 from mailbatch.message.renderpool import RenderPool, Stop
@@ -43,14 +44,28 @@ def _failure(tmp_path, body: str, fields: str = "count: 0") -> RenderFailure:
     ("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}",
      "output is over 50,000,000 characters"),
     ("{{ ''.__class__.__mro__ }}", "unsafe"),
+    ("{{ '%1000000000d' % 1 }}", "a width in the format"),
+    ("{{ '%*d' % (10**9, 1) }}", "a width in the format"),
+    ("{{ '%(a)1000000000s' % {'a': 1} }}", "a width in the format"),
+    ("{{ fmt|format(1) }}", "a width in the format"),
+    ("{{ '{:>1000000000}'.format(1) }}", "a width in the format"),
+    ("{{ '{0:{1}}'.format(1, 10**9) }}", "a width in the format"),
 ])
 def test_a_template_error_is_a_render_failure_naming_recipient_template_and_line(
         tmp_path, body, expect):
-    failure = _failure(tmp_path, body)
+    failure = _failure(tmp_path, body, "count: 0, fmt: '%.1000000000f'")
     assert str(failure).startswith(f"{tmp_path / 'job.yaml'}:")
     assert "(ann@example.org)" in str(failure)
     assert expect in str(failure)
     assert not failure.stop
+
+
+def test_a_format_too_wide_written_in_a_template_is_refused_when_it_is_read(tmp_path):
+    job = offline_job(tmp_path, "from: r@example.org\nsubject: Hi\ntext_template: body.j2\n"
+                      "recipients: [{email: ann@example.org}]\n",
+                      {"body.j2": "Hi\n{{ '%1000000000d'|format(1) }}\n"})
+    with pytest.raises(JobError, match=r"body.j2:2: template syntax error: a width"):
+        Renderer(load_job(job))
 
 
 def test_a_template_error_in_an_included_file_names_that_file(tmp_path):
@@ -90,6 +105,17 @@ def test_the_budget_interrupts_any_thread_and_never_fires_after_the_render(tmp_p
         with budget:
             sum(range(100))
     time.sleep(0.5)
+
+
+def test_ordinary_formats_and_remainders_still_work(tmp_path):
+    job = offline_job(tmp_path, "from: r@example.org\nsubject: Hi\n"
+                      "text: \"{{ '%5.1f|%-4s|%d%%' % (2.25, 'ab', 7) }} {{ 17 % 5 }} "
+                      "{{ '%03d'|format(7) }} {{ '{:>6,}'.format(12345) }} {{ 'x' * 3 }} "
+                      "{{ '{} {}'.format(10**12, '%d' % 10**12) }}\"\n"
+                      "recipients: [{email: ann@example.org}]\n")
+    renderer = Renderer(load_job(job))
+    message = renderer.render(next(iter_recipients(renderer.job)))
+    assert message.text == "  2.2|ab  |7% 2 007 12,345 xxx 1000000000000 1000000000000"
 
 
 def test_dict_rows_still_read_as_attributes_under_the_sandbox(tmp_path):
