@@ -110,6 +110,8 @@ SNIPPETS = st.sampled_from([
     "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "{{ range(10**6)|list|length }}",
     "{{ 'x' * 10**8 }}", "{{ ''.__class__ }}", "{{ name|center(10**9) }}", "{{ 2 ** 10**6 }}",
     "{% raw %}", "{{ name.encode() }}", "\x1b[31m", "{{ (data.sales.north * 1000)|length }}",
+    "{{ '%1000000000d' % 1 }}", "{{ '%*d'|format(10**9, 1) }}", "{{ name|format(1) }}",
+    "{{ '{:>1000000000}'.format(1) }}", "{% include name %}", "{{ 10 / count|int }}",
 ])
 
 
