@@ -22,7 +22,10 @@ def path_problem(text: str) -> str | None:
     long for any file system. (Left unchecked, the first use of such a path is a crash.)"""
     if "\0" in text:
         return "it contains a NUL character"
-    data = text.encode("utf-8", "surrogateescape")
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return "it contains a character that is not valid Unicode"
     if len(data) > MAX_PATH:
         return f"it is longer than {MAX_PATH} bytes"
     if any(len(part) > MAX_NAME for part in data.split(b"/")):

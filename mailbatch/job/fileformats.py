@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mailbatch.errors import JobError
-from mailbatch.job.yamlfile import MAX_DEPTH
+from mailbatch.job.yamlfile import MAX_DEPTH, unicode_text
 
 __all__ = ["csv_records", "header_problem", "load_json"]
 
@@ -111,26 +111,39 @@ def load_json(path: Path, what: str = "file") -> Any:
     except ValueError as err:  # an integer of 5,000 digits; NaN
         problem = "a number too large to read" if "digits" in str(err) else str(err)
         raise JobError(problem, path=str(path)) from None
-    if _depth(value) > MAX_DEPTH:
+    depth, lone = _walk(value)
+    if depth > MAX_DEPTH:
         raise JobError(f"nested more than {MAX_DEPTH} levels deep", path=str(path))
+    if lone is not None:
+        escape = f"\\u{ord(lone):04x}"
+        at = text.lower().find(escape)
+        raise JobError(f"{escape} is half of a surrogate pair, not a character; write the "
+                       "character itself (or both halves of its pair)", path=str(path),
+                       line=text.count("\n", 0, at) + 1 if at >= 0 else None)
     return value
 
 
-def _depth(value: Any) -> int:
-    """How deeply lists and objects nest in ``value`` (walked without recursion)."""
-    deepest = 0
+def _walk(value: Any) -> tuple[int, str | None]:
+    """How deeply lists and objects nest in ``value``, and the first lone surrogate in its
+    texts, if any (JSON joins escaped pairs, but lets a lone ``\\ud800`` through). Walked
+    without recursion."""
+    deepest, lone = 0, None
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
+        if isinstance(item, str):
+            if lone is None and not item.isascii() and unicode_text(item) is None:
+                lone = next(c for c in item if 0xD800 <= ord(c) <= 0xDFFF)
+            continue
         if isinstance(item, dict):
+            pending.extend((key, depth) for key in item)
             item = item.values()
         elif not isinstance(item, list):
             continue
         deepest = max(deepest, depth)
         if depth <= MAX_DEPTH:
-            pending.extend((child, depth + 1) for child in item
-                           if isinstance(child, dict | list))
-    return deepest
+            pending.extend((child, depth + 1) for child in item)
+    return deepest, lone
 
 
 def _line_of_duplicate(text: str) -> int | None:

@@ -10,7 +10,8 @@ import yaml
 
 from mailbatch.errors import JobError
 
-__all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "LineDict", "LineList", "line_of", "load_yaml"]
+__all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "LineDict", "LineList", "line_of", "load_yaml",
+           "unicode_text"]
 
 MAX_DEPTH = 100  # mappings and lists inside each other; a job or data file needs a handful
 # Nodes that aliases may add beyond the document's own (each ``*name`` counts the whole value
@@ -72,6 +73,16 @@ class _Loader(yaml.SafeLoader):
         self._nodes += 1
         self._sizes[id(node)] = self._nodes + self._expanded - before
         return node
+
+    def construct_scalar(self, node: yaml.ScalarNode) -> Any:
+        value = super().construct_scalar(node)
+        if isinstance(value, str) and not value.isascii():
+            value = unicode_text(value)
+            if value is None:
+                raise _Refused(None, None, "an escape such as \\ud800 makes a lone surrogate, "
+                               "which is not a character; write the character itself",
+                               node.start_mark)
+        return value
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
@@ -140,6 +151,23 @@ def load_yaml(path: Path) -> Any:
                        path=str(path), line=line) from None
     except yaml.YAMLError as err:
         raise JobError(f"YAML error: {err}", path=str(path)) from None
+
+
+def unicode_text(text: str) -> str | None:
+    """``text`` as valid Unicode: escaped surrogate pairs (``"\\ud83d\\ude00"``, which YAML
+    leaves as two halves) joined into their character; None if a lone half remains, which
+    no UTF-8 file, header or terminal can hold."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        joined.encode("utf-8")
+        return joined
+    except UnicodeError:
+        return None
 
 
 def line_of(container: Any, key: str | int | None = None) -> int | None:

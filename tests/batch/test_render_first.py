@@ -62,13 +62,25 @@ def test_an_attachment_name_that_is_not_utf8_is_refused_in_the_render_pass(
     assert not (tmp_path / "reports").exists()
 
 
-def test_recipient_data_that_cannot_be_encoded_fails_in_the_render_pass(
+def test_a_lone_surrogate_in_recipient_data_is_refused_where_it_is_written(
         tmp_path, smtp_server, ca_file, password_env, capsys):
-    people = [{"email": "ann@example.org", "name": "Ann"},
+    people = [{"email": "ann@example.org", "name": "Ann \U0001F600"},
               {"email": "bob@example.org", "name": "Bob"}]
-    text = json.dumps(people).replace('"Bob"', '"Bob \\ud800"')  # a lone surrogate
+    text = json.dumps(people, indent=1).replace('"Bob"', '"Bob \\ud800"')
     job = make_job(tmp_path, smtp_server, ca_file, HEAD + "recipients: people.json\n",
                    {"people.json": text})
+    code, err = run_cli(capsys, str(job))
+    assert code == 78, err
+    assert "people.json:8: \\ud800 is half of a surrogate pair" in err
+    assert smtp_server.messages == []
+
+
+def test_text_a_template_makes_that_cannot_be_encoded_fails_in_the_render_pass(
+        tmp_path, smtp_server, ca_file, password_env, capsys):
+    job = make_job(tmp_path, smtp_server, ca_file,
+                   HEAD.replace("Report for", "{{ '\\\\ud800' if name == 'Bob' else '' }}")
+                   + "recipients: [{email: ann@example.org, name: Ann}, "
+                   "{email: bob@example.org, name: Bob}]\n")
     code, err = run_cli(capsys, str(job))
     assert code == EXIT_DATA, err
     assert "(bob@example.org): " in err and "'\\ud800', which is not a valid character" in err

@@ -106,6 +106,7 @@ BILLION_LAUGHS = "".join(
     ("a: &a [1, *a]\n", 1, "recursive structure"),
     ("a: 1\nb: 2024-02-30\n", 2, "day is out of range"),
     ('a: 1\nb: "x\x1by"\n', 2, "cannot contain the character U+001B"),
+    ('a: 1\nb: "x\\ud800y"\n', 2, "lone surrogate"),
 ])
 def test_yaml_that_would_build_too_much_or_cannot_be_built_is_refused_at_its_line(
         tmp_path, content, line, expect):
@@ -115,6 +116,12 @@ def test_yaml_that_would_build_too_much_or_cannot_be_built_is_refused_at_its_lin
         load_yaml(path)
     assert caught.value.line == line
     assert expect in str(caught.value)
+
+
+def test_yaml_escaped_surrogate_pairs_are_joined_into_their_character(tmp_path):
+    path = tmp_path / "data.yaml"
+    path.write_text('a: "\\ud83d\\ude00 ok"\n')
+    assert load_yaml(path) == {"a": "\U0001F600 ok"}
 
 
 def test_yaml_aliases_for_shared_defaults_are_fine(tmp_path):
