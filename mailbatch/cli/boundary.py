@@ -16,6 +16,7 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mailbatch._version import __version__
 
@@ -33,11 +34,17 @@ def printable(text: str) -> str:
 
 
 class EscapingFormatter(logging.Formatter):
-    """A log formatter whose lines are made ``printable``: log messages quote recipient data
-    (an address, a server's reply)."""
+    """A log formatter whose lines are made ``printable`` (log messages quote recipient data:
+    an address, a server's reply), and that never shows a traceback: one logged with the
+    record (a bug caught so that it does not end a run) goes to a crash log, and the line
+    says where."""
 
     def format(self, record: logging.LogRecord) -> str:
         return printable(super().format(record))
+
+    def formatException(self, ei: Any) -> str:
+        path = crash_log(ei[1], None) if ei and ei[1] is not None else None
+        return f"  (the traceback is in {path})" if path else "  (no crash log written)"
 
 
 def crash_log(error: BaseException, argv: Sequence[str] | None) -> Path | None:

@@ -116,7 +116,8 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     pipelining = sec.get("pipelining", bool, True)
     limit = sec.number("max_messages_per_connection", 0, 0, 10**9, whole=True)
     settings = SmtpSettings(
-        host=sec.text("host", provider.host if provider else None, required=not provider),
+        host=_host(sec, sec.text("host", provider.host if provider else None,
+                                 required=not provider)),
         port=port,
         security=security,
         username=username,
@@ -167,6 +168,15 @@ def _retry(sec: Section) -> RetryPolicy:
     )
     sec.done()
     return policy
+
+
+def _host(sec: Section, host: str) -> str:
+    """A host name or address: smtplib takes an empty one as "do not connect yet", and then
+    fails on the socket it never made."""
+    if not host.strip() or len(host) > 253 or any(c.isspace() or not c.isprintable()
+                                                  for c in host):
+        raise sec.error("must be a host name or address, such as smtp.example.com", "host")
+    return host
 
 
 def _command(sec: Section, kind: str, value: str | list) -> tuple[str, ...]:

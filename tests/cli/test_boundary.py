@@ -4,6 +4,7 @@ password pasted into the wrong key is never echoed."""
 
 from __future__ import annotations
 
+import logging
 import stat
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from mailbatch import load_job
 from mailbatch.cli.main import main
-from mailbatch.errors import EXIT_CONFIG, EXIT_DATA, EXIT_SOFTWARE, JobError
+from mailbatch.errors import EXIT_CONFIG, EXIT_DATA, EXIT_SOFTWARE, JobError, UsageError
 from mailbatch.smtp.credentials import get_secret
 from tests.pipeline import offline_job
 
@@ -45,6 +46,25 @@ def test_an_unexpected_error_is_one_line_exit_70_and_a_private_crash_log(
     text = log.read_text()
     assert "Traceback" in text and "something no input should cause" in text
     assert f"command: mailbatch check {job}" in text
+
+
+def test_a_bug_logged_on_the_way_shows_a_crash_log_not_a_traceback(tmp_path, capsys,
+                                                                   monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    job = offline_job(tmp_path, JOB)
+
+    def broken(*args, **kwargs):
+        try:
+            raise KeyError("inside")
+        except KeyError:
+            logging.getLogger("mailbatch.cli").exception("something failed quietly")
+        raise UsageError("and then a plain error")
+
+    monkeypatch.setattr("mailbatch.cli.inspect.check", broken)
+    assert main(["check", str(job)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "something failed quietly" in err
+    assert "(the traceback is in " in err
 
 
 def test_preview_into_a_closed_pipe_exits_quietly(tmp_path):

@@ -140,6 +140,8 @@ def test_yaml_aliases_for_shared_defaults_are_fine(tmp_path):
     ("retry: {attempts: 0}", "smtp.retry.attempts: must be between 1 and 1000"),
     ("retry: {max_time: .inf}", "smtp.retry.max_time: must be a finite number"),
     ("rate: 99999999999999999999/second", "is not a rate"),
+    ('host: ""', "smtp.host: must be a host name or address"),
+    ('host: "mail example.org"', "smtp.host: must be a host name or address"),
 ])
 def test_numeric_settings_must_be_finite_and_sane(tmp_path, setting, expect):
     job = offline_job(tmp_path, BODY + "recipients: [{email: a@example.org}]\n")
