@@ -103,7 +103,8 @@ ODD_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max
                      "a\x00b", "x/" * 2100])
 VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2, 10**6), st.just(10**30),
                    st.floats(allow_nan=True, allow_infinity=True), ODD_TEXT,
-                   st.lists(st.integers(0, 3), max_size=3), st.just({"a": 1}), st.just([[1]]))
+                   st.lists(st.integers(0, 3), max_size=3),
+                   st.builds(lambda: {"a": 1}), st.builds(lambda: [[1]]))  # fresh objects
 SNIPPETS = st.sampled_from([
     "{{ 1 // 0 }}", "{{ nope }}", "{% for %}", "{{ name * 3 }}", "{{ count + 1 }}",
     "{% include 'missing.j2' %}", "{{ recipient.nope.deeper }}", "{{ data.sales.nope[0] }}",
