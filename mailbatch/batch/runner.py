@@ -45,6 +45,10 @@ Progress = Callable[[int, int, str, Outcome], None]
 class RunOptions:
     dry_run: bool = False
     new_batch: bool = False
+    # Start (or resume) this period's batch even while an older one is unfinished: what the
+    # scheduler does once it has tried to finish the older one. Unlike new_batch, it resumes
+    # the current batch if there is one.
+    leave_unfinished: bool = False
     batch: str | None = None  # continue this batch of the job, whatever ``batch:`` renders to now
     resend_uncertain: bool = False
     debug_smtp: bool = False
@@ -298,14 +302,14 @@ def _batch_to_run(job: Job, journal: Journal, base: str, options: RunOptions,
     if latest is not None:
         return latest, True
     older = journal.unfinished()
-    if older and not options.new_batch:
+    if older and not (options.new_batch or options.leave_unfinished):
         first = older[0]
         raise UnfinishedBatchError(
             f"{job.path}: batch {first.batch} is unfinished ({first.to_send} recipient(s) still "
             f"to send), so batch {base} was not started and nothing was sent; finish it with "
             f"'mailbatch run --batch {first.batch} {job.path}', or start {base} anyway with "
             "--new-batch", batch=first.batch)
-    if older:
+    if older and options.new_batch:  # the scheduler logs its own reason
         log.warning("%s: starting batch %s (--new-batch) while batch %s still has %d "
                     "recipient(s) to send; they are sent only by 'mailbatch run --batch %s'",
                     job.name, base, older[0].batch, older[0].to_send, older[0].batch)

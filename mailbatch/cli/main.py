@@ -24,6 +24,7 @@ from mailbatch.cli.helptext import (
     EPILOG_RUN,
     EPILOG_SCHEDULE,
 )
+from mailbatch.cli.journald import use_journal_format
 from mailbatch.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -185,6 +186,7 @@ def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> C
         handler.setFormatter(EscapingFormatter("%(message)s"))
     else:  # cron mails this output: timestamps say when each thing happened
         handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    use_journal_format(handler, sys.stderr)  # under systemd: syslog priorities, no timestamp
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
@@ -255,7 +257,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from mailbatch.cli.inspect import preview
+    from mailbatch.cli.inspect import preview, write_html
     from mailbatch.job.model import load_job
 
     if args.serve:
@@ -266,10 +268,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         if shown.html is None:
             raise UsageError(f"{job.path}: this job has no HTML body (add html or "
                              "html_template); nothing written")
-        try:
-            Path(args.html_out).write_text(shown.html, encoding="utf-8")
-        except OSError as err:
-            raise UsageError(f"{args.html_out}: cannot write: {err.strerror}") from None
+        write_html(shown, Path(args.html_out))  # and its inline images beside it
     print("\n".join(shown.lines(args.html_out)))
     return EXIT_OK
 
@@ -372,7 +371,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     # Each run's one-line outcome and each reload are INFO: shown unless -q. With --list, the
     # list itself says which job files are invalid.
     loggers = [logging.getLogger(n) for n in (
-        "mailbatch.service.scheduler", "mailbatch.service.notify")]
+        "mailbatch.service.scheduler", "mailbatch.service.runs", "mailbatch.service.notify")]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL if args.list else logging.ERROR if args.quiet else
@@ -393,7 +392,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def schedule_lines(service: Service) -> list[str]:
-    """One line per job: name, next run, timetable, file; invalid files say why."""
+    """One line per job: name, next run (and in the job's zone), timetable, file; invalid
+    files say why."""
+    from zoneinfo import ZoneInfo
+
     entries = service.sorted_entries()
     if not entries:
         return [f"no scheduled jobs in {', '.join(str(t) for t in service.targets)} (a job "
@@ -403,6 +405,9 @@ def schedule_lines(service: Service) -> list[str]:
     for e in entries:
         when = e.next_run.astimezone().strftime("%a %Y-%m-%d %H:%M:%S %z") if e.next_run \
             else "not scheduled"
+        if e.next_run and e.timetable and e.timetable.zone:  # and in the job's own zone
+            zoned = e.next_run.astimezone(ZoneInfo(e.timetable.zone))
+            when += f" ({zoned:%a %H:%M:%S %Z} {e.timetable.zone})"
         what = e.timetable.text if e.timetable else "-"
         lines.append(f"{e.name:<{width}}  {when}  {what}  ({e.path})")
         if e.error:

@@ -22,6 +22,7 @@ from mailbatch.cli.inspect import Preview, preview, printable, size_text
 from mailbatch.errors import MailbatchError
 from mailbatch.job.model import Job, load_job
 from mailbatch.job.recipients import iter_recipients
+from mailbatch.message.inline import rewrite_references
 
 __all__ = ["PreviewServer"]
 
@@ -77,7 +78,7 @@ def _watched(server: PreviewServer) -> Iterator[Path]:
         yield job.recipients.path
     for _, path in job.data:
         yield path
-    for source in (job.text, job.html):
+    for source in (job.text, job.html, job.markdown):
         if source is not None and source.path is not None:
             folders.add(source.path.parent)
     count = 0
@@ -103,15 +104,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(self.server.version(), "text/plain; charset=utf-8")
         elif url.path == "/":
             self._send(self._page(which), "text/html; charset=utf-8")
-        elif url.path in ("/html", "/eml"):
+        elif url.path in ("/html", "/eml", "/image"):
             shown, problem = self._preview(which)
             if shown is None:
                 self._send(problem, "text/plain; charset=utf-8", HTTPStatus.NOT_FOUND)
             elif url.path == "/eml":
                 self._send(shown.data, "message/rfc822", headers={
                     "Content-Disposition": f'attachment; filename="message-{shown.number}.eml"'})
-            else:
-                self._send(shown.html or "", "text/html; charset=utf-8",
+            elif url.path == "/image":  # an inline image of the HTML part, by its cid
+                cid = next(iter(query.get("cid", [])), "")
+                found = [(i, data) for i, data in shown.images if i.cid == cid]
+                if found:
+                    self._send(found[0][1], found[0][0].content_type)
+                else:
+                    self._send("no such image", "text/plain; charset=utf-8",
+                               HTTPStatus.NOT_FOUND)
+            else:  # its inline images (cid:) from /image, as the message shows them
+                urls = {i.cid: "/image?" + urllib.parse.urlencode({"r": which, "cid": i.cid})
+                        for i, _ in shown.images}
+                self._send(rewrite_references(shown.html or "", urls),
+                           "text/html; charset=utf-8",
                            headers={"Content-Security-Policy": _FRAME_POLICY})
         else:
             self._send("not found", "text/plain; charset=utf-8", HTTPStatus.NOT_FOUND)

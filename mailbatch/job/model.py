@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
 from mailbatch.errors import JobError
 from mailbatch.job.addresses import is_valid_address
+from mailbatch.job.content import ContentKeys, GeneratedSpec, generated_spec, parse_content
 from mailbatch.job.fields import Section, kind_of
 from mailbatch.job.smtpsettings import SmtpSettings, parse_smtp
 from mailbatch.job.yamlfile import line_of, load_yaml
@@ -22,6 +23,7 @@ from mailbatch.job.yamlfile import line_of, load_yaml
 __all__ = [
     "LINE_BREAKS",
     "AttachmentSpec",
+    "GeneratedSpec",
     "Job",
     "Notify",
     "RecipientSource",
@@ -80,7 +82,7 @@ class Job:
     cc: tuple[str, ...] = ()
     bcc: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
-    attachments: tuple[AttachmentSpec, ...] = ()
+    attachments: tuple[AttachmentSpec | GeneratedSpec, ...] = ()
     attachments_root: Path | None = None
     data: tuple[tuple[str, Path], ...] = ()
     report: str = "reports/{{ job }}-{{ batch }}"
@@ -89,6 +91,8 @@ class Job:
     batch: str = "{{ today }}"
     schedule: str | None = None
     notify: Notify | None = None
+    markdown: TemplateSource | None = None  # gives both parts: HTML from it, text as written
+    content: ContentKeys = field(default_factory=ContentKeys)  # styling, images: content.py
 
     @property
     def folder(self) -> Path:
@@ -119,8 +123,14 @@ def load_job(path: str | Path) -> Job:
                         "'Name <user@example.com>'", "from")
     text = _template(top, "text", base)
     html = _template(top, "html", base)
-    if text is None and html is None:
-        raise top.error("the job has no body; add text_template, html_template, text or html")
+    markdown = _template(top, "markdown", base)
+    if text is None and html is None and markdown is None:
+        raise top.error("the job has no body; add text_template, html_template, "
+                        "markdown_template, text, html or markdown")
+    if markdown is not None and (text is not None or html is not None):
+        raise top.error("a Markdown body makes both the HTML and the text part; remove "
+                        f"{'text' if text is not None else 'html'} (or the Markdown)",
+                        "markdown_template" if markdown.path else "markdown")
     job = Job(
         path=path,
         name=path.stem,
@@ -144,6 +154,8 @@ def load_job(path: str | Path) -> Job:
         batch=top.text("batch", "{{ today }}"),
         schedule=_schedule(top),
         notify=_notify(top),
+        markdown=markdown,
+        content=parse_content(top, base),
     )
     top.done()
     return job
@@ -203,15 +215,18 @@ def _headers(top: Section) -> tuple[tuple[str, str], ...]:
     return tuple(result)
 
 
-def _attachments(top: Section) -> tuple[AttachmentSpec, ...]:
+def _attachments(top: Section) -> tuple[AttachmentSpec | GeneratedSpec, ...]:
     value = top.get("attachments", list, [])
-    specs = []
+    specs: list[AttachmentSpec | GeneratedSpec] = []
     for i, item in enumerate(value):
         line = line_of(value, i)
         if isinstance(item, str):
             specs.append(AttachmentSpec(pattern=item, line=line))
             continue
         sec = Section(item, top.path, f"attachments[{i}]", line)
+        if "csv" in sec.mapping:  # written per recipient, see content.py
+            specs.append(generated_spec(sec, line))
+            continue
         specs.append(AttachmentSpec(
             pattern=sec.text("pattern", required=True),
             optional=sec.get("optional", bool, False),
@@ -244,18 +259,10 @@ def _schedule(top: Section) -> str | None:
         from mailbatch.job.timetable import parse_timetable
 
         try:
-            timetable = parse_timetable(value)
+            parse_timetable(value)
         except ValueError as err:
             raise top.error(str(err), "schedule") from None
-        unit = _UNIT_SECONDS.get(timetable.unit, 1)
-        if timetable.interval * unit > _LONGEST_INTERVAL:  # a typo; would overflow the clock
-            raise top.error(f"every {timetable.interval:,} {timetable.unit} is longer than ten "
-                            "years; write a shorter interval", "schedule")
     return value
-
-
-_UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
-_LONGEST_INTERVAL = 3653 * 86400
 
 
 def _notify(top: Section) -> Notify | None:

@@ -35,8 +35,8 @@ def prove(message: Rendered) -> None:
                             "(check the to: template and this recipient's data)")
     if not message.envelope_recipients:
         raise RenderFailure(f"{where}: the message has no recipient address at all")
-    texts = [recipient.address, *(text for attachment in message.attachments
-                                  for text in (attachment.filename, attachment.content_type))]
+    texts = [recipient.address, *(text for part in (*message.attachments, *message.inline_images)
+                                  for text in (part.filename, part.content_type))]
     for text in texts:
         if not _is_unicode(text):
             raise RenderFailure(f"{where}: {text!r} is not valid Unicode text; it cannot be "
@@ -46,7 +46,8 @@ def prove(message: Rendered) -> None:
             if body is not None and not body.isascii():
                 body.encode("utf-8")  # all that encoding a body can fail on
         compose(dataclasses.replace(  # the headers and the MIME structure, without the bulk
-            message, attachments=(), text=None if message.text is None else "",
+            message, attachments=(), inline_images=(),
+            text=None if message.text is None else "",
             html=None if message.html is None else ""), _NO_ATTACHMENTS, date="")
     except ValueError as err:  # UnicodeEncodeError: a lone surrogate from JSON's "\ud800"
         raise RenderFailure(f"{where}: the message cannot be written as email: "

@@ -78,7 +78,10 @@ class RenderPool:
         results = self._flush() if self._chunk else []
         if self._pending is not None:
             results = self._collect() + results
-        return self._until_stop(results)
+        results = self._until_stop(results)
+        if not self.stopped:  # a stopped pass fails anyway: no chart is waited for
+            self.renderer.settle()  # every chart drawn before the pass is over
+        return results
 
     def _until_stop(self, results: list[Result]) -> list[Result]:
         """The results up to the first Stop (included); after one, the pass renders no more."""
@@ -109,7 +112,9 @@ class RenderPool:
             self._usable = False  # one attempt per pass
             r = self.renderer
             try:
-                self._worker = _Worker((r.job, r.now, r.message_id_salt))
+                # The worker writes generated files (charts, CSV) to this process's scratch
+                # folder, where each process finds what the other already made.
+                self._worker = _Worker((r.job, r.now, r.message_id_salt, str(r.scratch.path)))
             except Exception as err:  # no processes left, say: render in this one
                 log.debug("rendering in one process: %s", err)
         return self._worker is not None
@@ -180,7 +185,7 @@ def _render_all(renderer: Renderer, recipients: list[Recipient]) -> Iterator[Ren
 class _Worker:
     """The worker process and its two pipes; one chunk in flight at a time."""
 
-    def __init__(self, setup: tuple[Job, object, str]) -> None:
+    def __init__(self, setup: tuple[Job, object, str, str]) -> None:
         env = dict(os.environ)
         root = Path(__file__).resolve().parents[2]  # the folder that holds mailbatch/
         if root not in {Path(p).resolve() for p in site.getsitepackages()}:
@@ -219,14 +224,16 @@ class _Worker:
 def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     """The worker: a Renderer for the job, then one reply per chunk until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    job, now, salt = pickle.load(requests)
-    renderer = Renderer(job, now, message_id_salt=salt)
+    job, now, salt, scratch = pickle.load(requests)
+    renderer = Renderer(job, now, message_id_salt=salt, scratch=scratch)
     while True:
         try:
             recipients = pickle.load(requests)
         except EOFError:
             return
         messages = list(_render_all(renderer, recipients))
+        # The charts this process claimed, drawn before the parent sees its messages.
+        renderer.settle(own_only=True)
         pickle.dump((renderer.fingerprint, messages), replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
 

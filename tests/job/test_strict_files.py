@@ -153,10 +153,10 @@ def test_numeric_settings_must_be_finite_and_sane(tmp_path, setting, expect):
 
 
 @pytest.mark.parametrize("every", ["99999999999999999999 minutes", "10000000 weeks"])
-def test_a_schedule_interval_longer_than_ten_years_is_refused(tmp_path, every):
+def test_an_absurd_schedule_interval_is_refused(tmp_path, every):
     job = offline_job(tmp_path, BODY + "recipients: [{email: a@example.org}]\n"
                       f"schedule: every {every}\n")
-    with pytest.raises(JobError, match=r"schedule: every .* is longer than ten years"):
+    with pytest.raises(JobError, match=r"schedule: .* is too long"):
         load_job(job)
 
 
