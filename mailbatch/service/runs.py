@@ -42,7 +42,7 @@ from mailbatch.service.notify import Notifier
 from mailbatch.service.status import LastRun, stamp
 from mailbatch.service.timing import Clock
 
-__all__ = ["EXIT_SOFTWARE", "JobRuns", "Runner", "unfinished_batches"]
+__all__ = ["JobRuns", "Runner", "unfinished_batches"]
 
 log = logging.getLogger(__name__)
 
