@@ -237,6 +237,7 @@ def _composed(job: Job, renderer: Renderer, journal: Journal, batch: str, option
                     rendered = as_test_send(rendered, options.test_to)
             data = compose(rendered, cache)
         except (RenderFailure, AttachmentProblem) as err:  # a file changed since prepare()
+            log.warning("%s: failed, not sent: %s", recipient.address, err)
             journal.mark(batch, key, "failed", None, str(err))
             continue
         except ValueError as err:  # a message the email standards cannot express: a bug

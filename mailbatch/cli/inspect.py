@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailbatch.batch.journal import Journal
+from mailbatch.cli.boundary import printable
 from mailbatch.errors import RenderError, UsageError
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient, duplicate_failure, iter_recipients
 from mailbatch.message.attachments import Attachment, AttachmentCache, AttachmentProblem
 from mailbatch.message.compose import compose
 from mailbatch.message.inline import InlineImage, rewrite_references
+from mailbatch.message.proof import prove
 from mailbatch.message.render import Rendered, Renderer, RenderFailure
 from mailbatch.message.renderpool import RenderPool, Result
 from mailbatch.smtp.credentials import describe, get_secret
@@ -130,10 +132,10 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
                 continue
             try:
                 size = len(compose(rendered, cache))
-            except RenderFailure as err:
+            except RenderFailure as err:  # it names the recipient
                 failures.append((recipient.index, str(err)))
                 continue
-            except AttachmentProblem as err:
+            except (AttachmentProblem, ValueError) as err:  # a file gone since it was found
                 failures.append((recipient.index,
                                  f"{recipient.where} ({recipient.address}): {err}"))
                 continue
@@ -286,6 +288,7 @@ def preview(job: Job, which: str | None = None, *, now: dt.datetime | None = Non
                          f"its addresses or a number from 1 to {total}")
     try:
         rendered = renderer.render(chosen)
+        prove(rendered)
         renderer.settle()
         data = compose(rendered, AttachmentCache())
     except RenderFailure as err:
@@ -371,9 +374,3 @@ def size_text(count: int | None) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
-
-
-def printable(text: str) -> str:
-    """Recipient data shown on a terminal: control characters (escape sequences that could
-    rewrite the screen) are shown escaped instead of being obeyed."""
-    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)

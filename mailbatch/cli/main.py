@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from mailbatch._version import __version__
 from mailbatch.batch.signals import reload_on_sighup, stop_on_signals
+from mailbatch.cli.boundary import EscapingFormatter, crash_log, printable, quiet_broken_pipe
 from mailbatch.cli.helptext import (
     EPILOG_CHECK,
     EPILOG_INIT,
@@ -27,6 +28,7 @@ from mailbatch.cli.journald import use_journal_format
 from mailbatch.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_SOFTWARE,
     MailbatchError,
     UsageError,
 )
@@ -87,20 +89,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `mailbatch preview | head`
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line, and its boundary: a MailbatchError is one line and its exit code;
+    anything else is a bug, one line with exit 70 and the path of a crash log holding the
+    traceback, never a traceback on stderr."""
     parser = build_parser()
     args = parser.parse_args(argv)
     restore = _configure_logging(args.quiet, args.verbose, getattr(args, "debug_smtp", False))
     try:
         return int(args.func(args))
     except MailbatchError as err:
-        print(f"mailbatch: error: {err}", file=sys.stderr)
+        _error(str(err))
         return err.exit_code
     except KeyboardInterrupt:
-        print("mailbatch: interrupted", file=sys.stderr)
+        _error("interrupted", prefix="mailbatch: ")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout is gone (| head): nothing more to say
+        quiet_broken_pipe()
+        return EXIT_BROKEN_PIPE
+    except Exception as err:  # a bug: no input a user can write should get here
+        log_file = crash_log(err, argv)
+        where = f"the traceback is in {log_file}" if log_file else "no crash log could be written"
+        _error(f"internal error ({type(err).__name__}); this is a bug in mailbatch, please "
+               f"report it: {where}")
+        return EXIT_SOFTWARE
     finally:
         restore()
+
+
+def _error(text: str, prefix: str = "mailbatch: error: ") -> None:
+    """One error on stderr, recipient data in it made printable."""
+    with contextlib.suppress(OSError):  # stderr closed as well: the exit code still tells
+        print(prefix + printable(text), file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -119,6 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          progress=progress, test_to=args.to,
                          test_limit=1 if args.limit is None else (args.limit or None))
     failure: MailbatchError | None = None
+    real = not (args.dry_run or args.to)  # a dry run or a test send never notifies anyone
     try:
         with stop_on_signals(options.stop):
             report = run(job, options)
@@ -128,12 +152,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.close()
-        if failure is not None:  # the job's notify: address hears of it too
+        if failure is not None and real:  # the job's notify: address hears of it too
             send_summary(job, getattr(failure, "report", None), failure)
     code = exit_code_for(report)
     if not args.quiet or code != EXIT_OK:  # -q: silent on success, so cron mails problems only
-        print(report.summary(), file=sys.stderr)
-    send_summary(job, report)
+        print(printable(report.summary()), file=sys.stderr)
+    if real:
+        send_summary(job, report)
     return code
 
 
@@ -158,9 +183,9 @@ def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> C
         min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(EscapingFormatter("%(message)s"))
     else:  # cron mails this output: timestamps say when each thing happened
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
     use_journal_format(handler, sys.stderr)  # under systemd: syslog priorities, no timestamp
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -225,9 +250,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     summary = check(job, connect=args.connect, debug_smtp=args.debug_smtp)
     for warning in summary.warnings:
-        print(f"mailbatch: warning: {warning}", file=sys.stderr)
+        print(f"mailbatch: warning: {printable(warning)}", file=sys.stderr)
     if not args.quiet:
-        print("\n".join(summary.lines(job.path)))
+        print(printable("\n".join(summary.lines(job.path))))
     return EXIT_OK
 
 

@@ -10,11 +10,12 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
 from mailbatch.errors import JobError
-from mailbatch.job.addresses import Address, AddressError, parse_addresses
+from mailbatch.job.addresses import Address, AddressError, is_valid_address, parse_addresses
 from mailbatch.job.content import ContentKeys, GeneratedSpec, generated_spec, parse_content
 from mailbatch.job.fields import Section, kind_of
 from mailbatch.job.smtpsettings import SmtpSettings, parse_smtp
@@ -120,7 +121,7 @@ def load_job(path: str | Path) -> Job:
     raw = load_yaml(path)
     top = Section(raw, path)
     base = path.parent
-    smtp = parse_smtp(top.sub("smtp"), base)
+    smtp = parse_smtp(top.sub("smtp", required=True), base)
     sender = top.text("from", required=True)
     if any(c in sender for c in LINE_BREAKS):
         raise top.error("must be one line; remove the line break", "from")
@@ -152,8 +153,8 @@ def load_job(path: str | Path) -> Job:
         recipients=_recipients(top, base),
         to=top.text("to"),
         reply_to=top.text("reply_to"),
-        cc=_addresses(top, "cc"),
-        bcc=_addresses(top, "bcc"),
+        cc=top.texts("cc"),
+        bcc=top.texts("bcc"),
         headers=_headers(top),
         attachments=_attachments(top),
         attachments_root=top.path_("attachments_root", base),
@@ -177,7 +178,7 @@ def _template(top: Section, kind: str, base: Path) -> TemplateSource | None:
     if inline is not None and file is not None:
         raise top.error(f"give either {kind} (inline) or {kind}_template (a file), not both", kind)
     if file is not None:
-        path = base / file
+        path = top.checked_path(f"{kind}_template", file, base)
         if not path.is_file():
             raise top.error(f"template file {file!r} not found (looked in {path.parent})",
                             f"{kind}_template")
@@ -200,22 +201,16 @@ def _recipients(top: Section, base: Path) -> RecipientSource:
                                field=f"recipients[{i}]")
         return RecipientSource(inline=tuple(value), path=None, line=line_of(value))
     if isinstance(value, str):
-        return RecipientSource(inline=None, path=base / value)
+        return RecipientSource(inline=None, path=top.checked_path("recipients", value, base))
     sec = top.sub("recipients")
     source = RecipientSource(
         inline=None,
-        path=base / sec.text("file", required=True),
+        path=sec.checked_path("file", sec.text("file", required=True), base),
         address_field=sec.text("address_field", "email"),
         name_field=sec.text("name_field", "name"),
     )
     sec.done()
     return source
-
-
-def _addresses(top: Section, name: str) -> tuple[str, ...]:
-    value = top.get(name, (str, list), [])
-    items = [value] if isinstance(value, str) else value
-    return tuple(str(item) for item in items)
 
 
 def _headers(top: Section) -> tuple[tuple[str, str], ...]:
@@ -242,7 +237,7 @@ def _attachments(top: Section) -> tuple[AttachmentSpec | GeneratedSpec, ...]:
         if isinstance(item, str):
             specs.append(AttachmentSpec(pattern=item, line=line))
             continue
-        sec = Section(item, top.path, f"attachments[{i}]")
+        sec = Section(item, top.path, f"attachments[{i}]", line)
         if "csv" in sec.mapping:  # written per recipient, see content.py
             specs.append(generated_spec(sec, line))
             continue
@@ -268,7 +263,7 @@ def _data(top: Section, base: Path) -> tuple[tuple[str, Path], ...]:
         file = sec.text(name, required=True)
         if Path(file).suffix.lower() not in (".csv", ".json", ".yaml", ".yml"):
             raise sec.error("data files must be .csv, .json, .yaml or .yml", name)
-        result.append((name, base / file))
+        result.append((name, sec.checked_path(name, file, base)))
     return tuple(result)
 
 
@@ -289,10 +284,15 @@ def _notify(top: Section) -> Notify | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return Notify(to=value)
-    sec = top.sub("notify")
-    notify = Notify(to=sec.text("to", required=True), when=sec.text("when", "failures"))
-    if notify.when not in ("failures", "always"):
-        raise sec.error("must be 'failures' or 'always'", "when")
-    sec.done()
+        notify, sec, key = Notify(to=value), top, "notify"
+    else:
+        sec, key = top.sub("notify"), "to"
+        notify = Notify(to=sec.text("to", required=True), when=sec.text("when", "failures"))
+        if notify.when not in ("failures", "always"):
+            raise sec.error("must be 'failures' or 'always'", "when")
+        sec.done()
+    if any(c in notify.to for c in LINE_BREAKS) or not is_valid_address(
+            parseaddr(notify.to)[1]):
+        raise sec.error("is not an email address (plain ASCII user@domain); write it as "
+                        "'owner@example.com' or 'Owner <owner@example.com>'", key)
     return notify

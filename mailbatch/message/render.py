@@ -17,7 +17,7 @@ import jinja2
 import jinja2.meta
 import jinja2.nodes
 
-from mailbatch.errors import JobError
+from mailbatch.errors import JobError, MailbatchError
 from mailbatch.job.addresses import (
     ADDRESS_HEADERS,
     SINGLE_ADDRESS_HEADERS,
@@ -29,18 +29,27 @@ from mailbatch.job.addresses import (
     tidy_name,
 )
 from mailbatch.job.datafiles import load_data
+from mailbatch.job.fields import path_problem
 from mailbatch.job.model import LINE_BREAKS, GeneratedSpec, Job, TemplateSource
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.attachments import Attachment, AttachmentProblem, find
 from mailbatch.message.bodies import Content
 from mailbatch.message.generated import Scratch
 from mailbatch.message.inline import InlineImage, collecting
+from mailbatch.message.sandbox import BoundedEnvironment, Budget, BudgetExceeded
+from mailbatch.message.template_errors import problem_in_template
 
 __all__ = ["RenderFailure", "Rendered", "Renderer", "run_context"]
 
 
 class RenderFailure(Exception):
-    """Raised when one recipient's message cannot be rendered; the text names the recipient."""
+    """Raised when one recipient's message cannot be rendered; the text names the recipient.
+    ``stop``: the render pass stops here (a template over its time budget would most likely
+    take as long for every recipient)."""
+
+    def __init__(self, message: str, *, stop: bool = False) -> None:
+        super().__init__(message)
+        self.stop = stop
 
 
 Mailboxes = tuple[Address, ...]
@@ -94,7 +103,7 @@ def run_context(job: Job, now: dt.datetime) -> dict[str, Any]:
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
-class _Environment(jinja2.Environment):
+class _Environment(BoundedEnvironment):
     """Jinja with a quicker ``row.field`` on plain dicts (CSV rows, JSON and YAML data).
 
     Jinja tries ``getattr`` first and falls back to ``obj[name]``; on a dict that ``getattr``
@@ -145,9 +154,10 @@ class Renderer:
         self.html_env = _Environment(autoescape=True, **common)
         # In attachment patterns a value is a literal name: a region of "*" must not match
         # every region's files (the glob counterpart of HTML autoescaping).
-        self.glob_env = jinja2.Environment(autoescape=False, finalize=_glob_literal, **common)
+        self.glob_env = BoundedEnvironment(autoescape=False, finalize=_glob_literal, **common)
         # A Markdown body: Jinja first (no autoescape: it is not HTML yet), then Markdown.
         self.markdown_env = _Environment(autoescape=False, **common)
+        self.budget = Budget()  # per message (and per job-level string such as the batch)
         self.context = run_context(job, self.now)
         self.context["data"] = load_data(job)
         self.batch = self.string("batch", job.batch, self.context).strip()
@@ -197,11 +207,22 @@ class Renderer:
         """Render a one-off job-level string such as ``batch`` or ``report``."""
         template = self._compile(self.text_env, TemplateSource(name, text=source))
         try:
-            return template.render(context)
+            with self.budget:
+                text = template.render(context)
         except jinja2.TemplateError as err:
             raise JobError(f"{err}; the names available here are "
                            f"{', '.join(sorted(context))}", path=str(self.job.path),
                            field=name) from None
+        except MailbatchError:
+            raise
+        except (Exception, BudgetExceeded) as err:  # 1 // 0, a loop without end
+            raise JobError(problem_in_template(err, self.budget.seconds),
+                           path=str(self.job.path), field=name) from None
+        problem = path_problem(text)  # batch, report, outbox: each becomes part of a path
+        if problem:
+            raise JobError(f"renders to {text[:60]!r}, not a usable path: {problem}",
+                           path=str(self.job.path), field=name)
+        return text
 
     def _compile(self, env: jinja2.Environment, source: TemplateSource) -> jinja2.Template:
         where = str(source.path) if source.path else str(self.job.path)
@@ -211,6 +232,7 @@ class Renderer:
             self._sources.update(b"\0" + text.encode())
             tree = env.parse(text)  # parsed once: compiled, and searched for the templates it names
             template = env.from_string(tree)
+            template.filename = source.name  # what a runtime error's line is shown in
             self._load_references(env, tree)
             return template
         except jinja2.TemplateSyntaxError as err:
@@ -243,7 +265,23 @@ class Renderer:
                 pending.append(env.parse(source))
 
     def render(self, recipient: Recipient) -> Rendered:
-        """Render everything one recipient gets; any problem raises RenderFailure."""
+        """Render everything one recipient gets; any problem raises RenderFailure, and so does
+        a render over its time budget (``stop``). Nothing the data or a template does escapes
+        as another exception: a template runtime error is that recipient's render failure."""
+        try:
+            with self.budget:
+                return self._render(recipient)
+        except (RenderFailure, MailbatchError):  # a helper's own error keeps its exit code
+            raise
+        except BudgetExceeded as err:
+            raise RenderFailure(f"{recipient.where} ({recipient.address}): "
+                                f"{problem_in_template(err, self.budget.seconds)}",
+                                stop=True) from None
+        except Exception as err:  # ZeroDivisionError, TypeError, a bound: data met a template
+            raise RenderFailure(f"{recipient.where} ({recipient.address}): "
+                                f"{problem_in_template(err)}") from None
+
+    def _render(self, recipient: Recipient) -> Rendered:
         where = f"{recipient.where} ({recipient.address})"
         if not is_valid_address(recipient.address):
             raise RenderFailure(f"{where}: {recipient.address!r} is not a valid email address; "

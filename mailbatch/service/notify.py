@@ -18,7 +18,13 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from mailbatch.batch.report import Report, exit_code_for
-from mailbatch.errors import AlreadyRunningError, ConnectError, LoginError, MailbatchError
+from mailbatch.errors import (
+    EXIT_SOFTWARE,
+    AlreadyRunningError,
+    ConnectError,
+    LoginError,
+    MailbatchError,
+)
 from mailbatch.job.model import Job
 from mailbatch.message.compose import SMTP
 from mailbatch.smtp.credentials import get_secret
@@ -98,7 +104,7 @@ def outcome_of(report: Report | None, error: BaseException | None) -> str:
     if isinstance(error, MailbatchError):
         code = error.exit_code
     elif error is not None:
-        code = 70  # a bug, see the scheduler's log
+        code = EXIT_SOFTWARE  # a bug, see the scheduler's log
     else:
         code = exit_code_for(report) if report is not None else 0
     parts = [f"exit {code}"]

@@ -28,6 +28,7 @@ from mailbatch.errors import (
     EXIT_INTERRUPTED,
     EXIT_IO,
     EXIT_NOPERM,
+    EXIT_SOFTWARE,
     EXIT_TEMPFAIL,
     EXIT_UNAVAILABLE,
     AlreadyRunningError,
@@ -41,11 +42,10 @@ from mailbatch.service.notify import Notifier
 from mailbatch.service.status import LastRun, stamp
 from mailbatch.service.timing import Clock
 
-__all__ = ["EXIT_SOFTWARE", "JobRuns", "Runner", "unfinished_batches"]
+__all__ = ["JobRuns", "Runner", "unfinished_batches"]
 
 log = logging.getLogger(__name__)
 
-EXIT_SOFTWARE = 70  # sysexits EX_SOFTWARE: the run crashed with a bug (logged with traceback)
 RESULTS = {0: "ok", 1: "partial", 75: "incomplete"}
 # A run that was stopped by one of these errors ends the sequence: the next batch would fail
 # the same way (server, login, disk) or must not start now (stopped; another run holds the

@@ -27,13 +27,13 @@ from mailbatch.batch.journal import BatchInfo
 from mailbatch.batch.runner import run
 from mailbatch.job.model import Job
 from mailbatch.service.notify import Notifier
-from mailbatch.service.runs import EXIT_SOFTWARE, JobRuns, Runner, unfinished_batches
+from mailbatch.service.runs import JobRuns, Runner, unfinished_batches
 from mailbatch.service.status import LastRun, read_previous, stamp, write_status
 from mailbatch.service.timing import Clock, TimetableScheduler, system_clock
 from mailbatch.service.wakeup import Wakeup, WakingEvent
 from mailbatch.service.watch import Change, JobFile, JobFiles, unexpected
 
-__all__ = ["EXIT_SOFTWARE", "Entry", "LastRun", "Service"]
+__all__ = ["Entry", "LastRun", "Service"]
 
 log = logging.getLogger(__name__)
 

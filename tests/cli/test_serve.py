@@ -169,6 +169,11 @@ def _browser() -> tuple[str, str] | None:
 def test_in_a_browser_the_page_shows_the_message_and_reloads_when_a_template_changes(
         served, tmp_path):
     from selenium import webdriver
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        NoSuchFrameException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
@@ -192,11 +197,15 @@ def test_in_a_browser_the_page_shows_the_message_and_reloads_when_a_template_cha
                                                encoding="utf-8")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            browser.switch_to.default_content()
-            browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
-            found = browser.find_elements(By.TAG_NAME, "i")
-            if found and found[0].text == "Ann":
-                break
+            try:  # the page may reload between any two of these steps
+                browser.switch_to.default_content()
+                browser.switch_to.frame(browser.find_element(By.TAG_NAME, "iframe"))
+                found = browser.find_elements(By.TAG_NAME, "i")
+                if found and found[0].text == "Ann":
+                    break
+            except (StaleElementReferenceException, NoSuchElementException,
+                    NoSuchFrameException):
+                pass
             time.sleep(0.2)
         else:
             pytest.fail("the page did not reload with the edited template")
