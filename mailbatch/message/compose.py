@@ -31,6 +31,7 @@ from mailbatch.message.attachments import AttachmentCache, base64_lines
 from mailbatch.message.headers import MAX_LINE, MAX_OCTETS, header, policy, unstructured
 from mailbatch.message.inline import inline_parts
 from mailbatch.message.render import Rendered, RenderFailure
+from mailbatch.message.template_errors import unencodable
 
 __all__ = ["compose"]
 
@@ -60,8 +61,7 @@ def compose(message: Rendered, cache: AttachmentCache, date: str | None = None) 
         body_head, body, literal = _body(message.text, message.html,
                                          inline_parts(message.inline_images, cache))
     except UnicodeEncodeError as err:  # a lone surrogate, say from "\ud800" in JSON data
-        raise _failure(message, f"contains {err.object[err.start:err.end]!r}, which is not "
-                       "a character (a lone surrogate); correct the data") from None
+        raise _failure(message, unencodable(err)) from None
     if not message.attachments:
         return head + body_head + b"\r\n" + body
     parts = [cache.pieces(attachment) for attachment in message.attachments]

@@ -364,8 +364,9 @@ class Renderer:
         else:
             to_list = mailboxes("to", to)
             if not to_list:
-                raise RenderFailure(f"{where}: to renders to no address; every message "
-                                    "needs one (check the template and the data)")
+                raise RenderFailure(f"{where}: to renders empty; every message needs a To "
+                                    "address (check the to: template and this recipient's "
+                                    "data)")
         extra = tuple((name, value if name.lower() not in ADDRESS_HEADERS
                        else mailboxes(f"headers.{name}", value)) for name, value in headers)
         return Rendered(

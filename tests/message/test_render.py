@@ -295,7 +295,7 @@ def test_a_recipient_value_in_a_pattern_is_a_literal_name_and_cannot_leave_the_r
 
 
 @pytest.mark.parametrize("job, words", [
-    ('to: "{{ boss }}"', "to renders to no address"),
+    ('to: "{{ boss }}"', "to renders empty"),
     ('cc: "{{ name }} <{{ email }}>"', "cc: 'Smith' in 'Smith, Ann <ann@example.org>' is "
                                        "not an email address (plain ASCII user@domain); a "
                                        "name containing a comma must be in double quotes"),
