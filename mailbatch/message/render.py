@@ -18,20 +18,12 @@ import jinja2.meta
 import jinja2.nodes
 
 from mailbatch.errors import JobError, MailbatchError
-from mailbatch.job.addresses import (
-    ADDRESS_HEADERS,
-    SINGLE_ADDRESS_HEADERS,
-    Address,
-    AddressError,
-    is_valid_address,
-    name_problem,
-    parse_addresses,
-    tidy_name,
-)
+from mailbatch.job.addresses import Address, is_valid_address
 from mailbatch.job.datafiles import load_data
 from mailbatch.job.fields import path_problem
 from mailbatch.job.model import LINE_BREAKS, GeneratedSpec, Job, TemplateSource
 from mailbatch.job.recipients import Recipient
+from mailbatch.message.addressing import AddressFields, AddressProblem, Mailboxes, Widened
 from mailbatch.message.attachments import Attachment, AttachmentProblem, find
 from mailbatch.message.bodies import Content
 from mailbatch.message.generated import Scratch
@@ -50,11 +42,6 @@ class RenderFailure(Exception):
     def __init__(self, message: str, *, stop: bool = False) -> None:
         super().__init__(message)
         self.stop = stop
-
-
-Mailboxes = tuple[Address, ...]
-# (job key, how many addresses its template names, the addresses it rendered to): see check.
-Widened = tuple[tuple[str, int, tuple[str, ...]], ...]
 
 
 @dataclass(frozen=True)
@@ -183,11 +170,7 @@ class Renderer:
             if job.reply_to else None
         self._cc = [self._compile(env, TemplateSource("cc", text=v)) for v in job.cc]
         self._bcc = [self._compile(env, TemplateSource("bcc", text=v)) for v in job.bcc]
-        # How many addresses each to/cc/bcc template names itself (see Rendered.widened).
-        self._named = {"to": _named(env, job.to) if job.to else None,
-                       **{_key("cc", i, job.cc): _named(env, v) for i, v in enumerate(job.cc)},
-                       **{_key("bcc", i, job.bcc): _named(env, v)
-                          for i, v in enumerate(job.bcc)}}
+        self._addresses = AddressFields(env, job)
         self._headers = [(name, self._compile(env, TemplateSource(f"headers.{name}", text=v)))
                          for name, v in job.headers]
         self._text = self._compile(env, job.text) if job.text else None
@@ -341,42 +324,15 @@ class Renderer:
             if any(c in value for c in LINE_BREAKS):
                 raise RenderFailure(f"{where}: {name} contains a line break (header "
                                     "injection); remove line breaks from that value")
-        widened: list[tuple[str, int, tuple[str, ...]]] = []
-
-        def mailboxes(field: str, value: str) -> Mailboxes:
-            try:
-                found = parse_addresses(value)
-            except AddressError as err:
-                raise RenderFailure(f"{where}: {field}: {err}") from None
-            if len(found) > 1 and field.lower().removeprefix("headers.") in \
-                    SINGLE_ADDRESS_HEADERS:
-                raise RenderFailure(f"{where}: {field}: must be one address, not {len(found)}")
-            named = self._named.get(field)
-            if named is not None and len(found) > named:
-                widened.append((field, named, tuple(m.address for m in found)))
-            return found
-
-        if to is None:  # the recipient's own name and address, as a pair: nothing to parse
-            problem = name_problem(recipient.name)
-            if problem:
-                raise RenderFailure(f"{where}: {problem}")
-            to_list: Mailboxes = (Address(tidy_name(recipient.name), recipient.address),)
-        else:
-            to_list = mailboxes("to", to)
-            if not to_list:
-                raise RenderFailure(f"{where}: to renders empty; every message needs a To "
-                                    "address (check the to: template and this recipient's "
-                                    "data)")
-        extra = tuple((name, value if name.lower() not in ADDRESS_HEADERS
-                       else mailboxes(f"headers.{name}", value)) for name, value in headers)
+        try:
+            read = self._addresses.read(recipient, to, reply_to, cc, bcc, headers)
+        except AddressProblem as err:
+            raise RenderFailure(f"{where}: {err}") from None
         return Rendered(
-            recipient=recipient, sender=self._sender, to=to_list,
-            cc=tuple(m for i, v in enumerate(cc) for m in mailboxes(_key("cc", i, cc), v)),
-            bcc=tuple(m for i, v in enumerate(bcc) for m in mailboxes(_key("bcc", i, bcc), v)),
-            reply_to=mailboxes("reply_to", reply_to), subject=subject,
-            headers=tuple((name, value) for name, value in extra if value != ()), text=text,
+            recipient=recipient, sender=self._sender, to=read.to, cc=read.cc, bcc=read.bcc,
+            reply_to=read.reply_to, subject=subject, headers=read.headers, text=text,
             html=html, attachments=tuple(attachments),
-            message_id=self.message_id(recipient.key), widened=tuple(widened),
+            message_id=self.message_id(recipient.key), widened=read.widened,
             inline_images=inline,
         )
 
@@ -401,21 +357,3 @@ def _unreadable(path: str, err: UnicodeDecodeError | OSError) -> JobError:
 def _glob_literal(value: Any) -> str:
     """Finalize hook: the value of every ``{{ ... }}`` in a pattern, with glob syntax escaped."""
     return glob.escape(str(value))
-
-
-def _key(name: str, index: int, values: Any) -> str:
-    """The job key of one cc or bcc template, as errors and check show it."""
-    return name if len(values) == 1 else f"{name}[{index}]"
-
-
-def _named(env: jinja2.Environment, source: str) -> int | None:
-    """How many addresses a to, cc or bcc template names in its own text, each ``{{ ... }}``
-    counted as one word (None if that text is no address list): a rendered value with more
-    took them from the data, which check points out."""
-    try:
-        text = "".join("x@x.x" if kind == "variable_begin" else value
-                       for _, kind, value in env.lex(source) if kind in ("data",
-                                                                          "variable_begin"))
-        return len(parse_addresses(text))
-    except (AddressError, jinja2.TemplateSyntaxError):
-        return None
