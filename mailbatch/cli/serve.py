@@ -76,8 +76,8 @@ def _watched(server: PreviewServer) -> Iterator[Path]:
     folders = {job.folder}
     if job.recipients.path is not None:
         yield job.recipients.path
-    for _, path in job.data:
-        yield path
+    for entry in job.data:
+        yield entry.path
     for source in (job.text, job.html, job.markdown):
         if source is not None and source.path is not None:
             folders.add(source.path.parent)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from mailbatch.errors import JobError
-from mailbatch.job.fileformats import csv_records, load_json
+from mailbatch.job.csvfiles import read_csv
+from mailbatch.job.fileformats import load_json
 from mailbatch.job.model import Job
 from mailbatch.job.yamlfile import load_yaml
 
@@ -15,13 +16,14 @@ __all__ = ["load_data"]
 def load_data(job: Job) -> dict[str, Any]:
     """Load the job's ``data`` files once per run, for every template to read."""
     data: dict[str, Any] = {}
-    for name, path in job.data:
+    for entry in job.data:
+        name, path = entry.name, entry.path
         where = {"path": str(path)}
         suffix = path.suffix.lower()
         try:
             if suffix == ".csv":
-                with path.open(encoding="utf-8-sig", newline="") as file:
-                    data[name] = [row for _, row in csv_records(file, path)]
+                missing = f"data file for {name!r} not found; check data.{name}"
+                data[name] = [row for _, row in read_csv(path, entry.csv, missing=missing)]
             elif suffix == ".json":
                 data[name] = load_json(path, f"data file for {name!r}")
             else:

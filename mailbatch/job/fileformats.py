@@ -1,49 +1,18 @@
-"""CSV headers and JSON read strictly: a field named twice, a blank field name, a value nested
+"""Field names and JSON read strictly: a field named twice, a blank field name, a value nested
 too deep. A later column or key silently winning once sent a message to the wrong person."""
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from mailbatch.errors import JobError
 from mailbatch.job.yamlfile import MAX_DEPTH, unicode_text
 
-__all__ = ["csv_records", "header_problem", "load_json"]
-
-
-def csv_records(file: IO[str], path: Path, empty: str | None = None,
-                ) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, row) for each row of an open CSV file, streamed; a header that repeats or omits
-    a name, or a row with more or fewer values than the header, is a JobError at its line.
-    A field larger than the csv module allows (128 KiB) is reported at the line it is on.
-    An empty file yields nothing, or is the JobError ``empty`` if that is given."""
-    reader = csv.reader(file)
-    try:
-        header = next(reader, None)
-        if not header:
-            if empty:
-                raise JobError(empty, path=str(path))
-            return
-        problem = header_problem(header)
-        if problem:
-            raise JobError(problem, path=str(path), line=reader.line_num)
-        width = len(header)
-        for row in reader:
-            if not row:
-                continue  # a blank line, as csv.DictReader skips it
-            if len(row) != width:
-                more = "more" if len(row) > width else "fewer"
-                raise JobError(f"row has {more} values ({len(row)}) than the header has "
-                               f"columns ({width})", path=str(path), line=reader.line_num)
-            yield reader.line_num, dict(zip(header, row, strict=True))
-    except csv.Error as err:
-        # The reader counts the line it was reading when it failed; DictReader would not.
-        raise JobError(f"CSV error: {err}", path=str(path), line=reader.line_num) from None
+__all__ = ["header_problem", "load_json"]
 
 
 def header_problem(header: Sequence[str], kind: str = "column") -> str | None:

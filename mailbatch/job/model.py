@@ -17,6 +17,7 @@ from typing import Any
 from mailbatch.errors import JobError
 from mailbatch.job.addresses import Address, AddressError, is_valid_address, parse_addresses
 from mailbatch.job.content import ContentKeys, GeneratedSpec, generated_spec, parse_content
+from mailbatch.job.csvfiles import CsvFormat, check_encoding
 from mailbatch.job.fields import Section, kind_of
 from mailbatch.job.smtpsettings import SmtpSettings, parse_smtp
 from mailbatch.job.yamlfile import line_of, load_yaml
@@ -24,6 +25,7 @@ from mailbatch.job.yamlfile import line_of, load_yaml
 __all__ = [
     "LINE_BREAKS",
     "AttachmentSpec",
+    "DataFile",
     "GeneratedSpec",
     "Job",
     "Notify",
@@ -53,6 +55,16 @@ class RecipientSource:
     address_field: str = "email"
     name_field: str = "name"
     line: int | None = None  # where the inline list starts in the job file
+    csv: CsvFormat = field(default_factory=CsvFormat)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One of the job's ``data`` files, read once per run as ``data.NAME``."""
+
+    name: str
+    path: Path
+    csv: CsvFormat = field(default_factory=CsvFormat)
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,7 @@ class Job:
     headers: tuple[tuple[str, str], ...] = ()
     attachments: tuple[AttachmentSpec | GeneratedSpec, ...] = ()
     attachments_root: Path | None = None
-    data: tuple[tuple[str, Path], ...] = ()
+    data: tuple[DataFile, ...] = ()
     report: str = "reports/{{ job }}-{{ batch }}"
     outbox: str = "outbox/{{ job }}-{{ batch }}"
     state_dir: Path | None = None
@@ -208,9 +220,23 @@ def _recipients(top: Section, base: Path) -> RecipientSource:
         path=sec.checked_path("file", sec.text("file", required=True), base),
         address_field=sec.text("address_field", "email"),
         name_field=sec.text("name_field", "name"),
+        csv=_csv_format(sec),
     )
     sec.done()
     return source
+
+
+def _csv_format(sec: Section) -> CsvFormat:
+    """``delimiter`` and ``encoding`` of a CSV file (each found from the file if not given)."""
+    delimiter = sec.get("delimiter", str)
+    if delimiter is not None:
+        delimiter = {"tab": "\t", "\\t": "\t"}.get(delimiter.lower(), delimiter)
+        if len(delimiter) != 1 or delimiter in "\r\n\"" or delimiter.isalnum():
+            raise sec.error("must be one character such as ',' or ';' (or tab)", "delimiter")
+    encoding = sec.get("encoding", str)
+    if encoding is not None and check_encoding(encoding):
+        raise sec.error(check_encoding(encoding) or "", "encoding")
+    return CsvFormat(delimiter, encoding)
 
 
 def _headers(top: Section) -> tuple[tuple[str, str], ...]:
@@ -254,16 +280,27 @@ def _attachments(top: Section) -> tuple[AttachmentSpec | GeneratedSpec, ...]:
     return tuple(specs)
 
 
-def _data(top: Section, base: Path) -> tuple[tuple[str, Path], ...]:
+def _data(top: Section, base: Path) -> tuple[DataFile, ...]:
+    """``data: {NAME: FILE}``, or ``{NAME: {file: FILE, delimiter: ..., encoding: ...}}``."""
     sec = top.sub("data")
     result = []
     for name in list(sec.mapping):
         if not name.isidentifier():
             raise sec.error("data names must be identifiers (letters, digits, _)", name)
-        file = sec.text(name, required=True)
-        if Path(file).suffix.lower() not in (".csv", ".json", ".yaml", ".yml"):
+        csv = CsvFormat()
+        if isinstance(sec.mapping[name], Mapping):
+            entry = sec.sub(name)
+            file = entry.text("file", required=True)
+            csv = _csv_format(entry)
+            entry.done()
+        else:
+            file = sec.text(name, required=True)
+        suffix = Path(file).suffix.lower()
+        if suffix not in (".csv", ".json", ".yaml", ".yml"):
             raise sec.error("data files must be .csv, .json, .yaml or .yml", name)
-        result.append((name, sec.checked_path(name, file, base)))
+        if csv != CsvFormat() and suffix != ".csv":
+            raise sec.error("delimiter and encoding are for .csv files", name)
+        result.append(DataFile(name, sec.checked_path(name, file, base), csv))
     return tuple(result)
 
 

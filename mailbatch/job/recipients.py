@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from mailbatch.errors import JobError
-from mailbatch.job.fileformats import csv_records, header_problem, load_json
+from mailbatch.job.csvfiles import read_csv
+from mailbatch.job.fileformats import header_problem, load_json
 from mailbatch.job.model import Job, RecipientSource
 from mailbatch.job.yamlfile import line_of, load_yaml
 
@@ -100,40 +101,12 @@ def _listed(value: Any, path: Path) -> list:
 def _from_csv(source: RecipientSource) -> Iterator[Recipient]:
     path = source.path
     assert path is not None
-    try:
-        file = path.open(encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise JobError("recipients file not found; check the recipients path",
-                       path=str(path)) from None
-    except OSError as err:
-        raise JobError(f"cannot read: {err.strerror}", path=str(path)) from None
-    with file:
-        try:
-            count = 0
-            for count, (line, row) in enumerate(csv_records(file, path, empty=(
-                    "the recipients file is empty; it needs a header row and at least one "
-                    "recipient")), start=1):
-                if count == 1 and source.address_field not in row:
-                    raise JobError(f"has no {source.address_field!r} column (columns: "
-                                   f"{', '.join(row)}); add it or set recipients.address_field",
-                                   path=str(path), line=1)
-                yield _recipient(count - 1, row, source, f"{path}:{line}")
-            if count == 0:
-                raise JobError("the recipients file has a header but no recipients",
-                               path=str(path))
-        except UnicodeDecodeError as err:
-            line, column = _bad_byte(path)
-            raise JobError(f"not UTF-8 ({err.reason} at column {column}); save the file as "
-                           "UTF-8", path=str(path), line=line) from None
-
-
-def _bad_byte(path: Path) -> tuple[int | None, int | None]:
-    """Line and column of the first byte that is not UTF-8: the text reader decodes 8 KiB
-    ahead, so its own position says nothing about where the bad byte was."""
-    with path.open("rb") as file:
-        for number, raw in enumerate(file, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                return number, err.start + 1
-    return None, None
+    count = 0
+    for count, (line, row) in enumerate(read_csv(
+            path, source.csv, missing="recipients file not found; check the recipients path",
+            empty="the recipients file is empty; it needs a header row and at least one "
+                  "recipient", required=(source.address_field, "recipients.address_field")),
+            start=1):
+        yield _recipient(count - 1, row, source, f"{path}:{line}")
+    if count == 0:
+        raise JobError("the recipients file has a header but no recipients", path=str(path))
