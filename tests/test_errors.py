@@ -194,7 +194,7 @@ CASES = [
     Case("invalid cc address from a recipient field",
          HEAD.replace("name: Bob}", "name: Bob, boss: nobody}") +
          'cc: "{{ boss | default(\'lead@example.org\') }}"\n', DATA,
-         ("(bob@example.org)", "cc 'nobody' is not a valid address")),
+         ("(bob@example.org)", "cc: 'nobody' is not an email address")),
     # -- passwords ----------------------------------------------------------------------------
     Case("password in the job file", HEAD, CONFIG,
          ("smtp.password", "must not be written in the job file", "password_env"),

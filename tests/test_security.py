@@ -359,7 +359,8 @@ def test_preview_shows_control_characters_from_recipient_data_escaped(
         smtp_server, ca_file, tmp_path, capsys):
     job = write_job(tmp_path, """
         from: "Reports <reports@example.org>"
-        subject: "Report"
+        to: "{{ recipient_address }}"
+        subject: "Report for {{ name }}"
         text: "Hello {{ name }}"
         recipients:
           - {email: ann@example.org, name: "Ann\\e[2J\\e]0;owned\\a"}
@@ -370,6 +371,24 @@ def test_preview_shows_control_characters_from_recipient_data_escaped(
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
     assert "Hello Ann\\x1b[2J\\x1b]0;owned\\x07" in out
+    assert "Subject: Report for Ann\\x1b[2J\\x1b]0;owned\\x07" in out
+
+
+def test_a_display_name_with_a_control_character_is_a_render_error(
+        smtp_server, ca_file, tmp_path, capsys):
+    """No mail reader shows a control character in a name alike: it is a data error."""
+    job = write_job(tmp_path, """
+        from: "Reports <reports@example.org>"
+        subject: "Report"
+        text: "Hello"
+        recipients:
+          - {email: ann@example.org, name: "Ann\\e[2J\\a"}
+        """ + smtp_block(smtp_server, ca_file))
+
+    assert main(["preview", str(job)]) == 65
+
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "(ann@example.org)" in err and "control character" in err
 
 
 def test_the_tls_context_verifies_certificate_and_host_name_by_default(ca_file):

@@ -23,7 +23,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attachments TEXT NOT NULL DEFAULT '[]',
     attempts INTEGER NOT NULL DEFAULT 0,
     updated TEXT NOT NULL,
+    envelope TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (batch, key)
 );
 CREATE TABLE IF NOT EXISTS meta (
@@ -93,6 +94,7 @@ class Entry:
     attachments: list[dict]
     attempts: int
     updated: str
+    envelope: dict = field(default_factory=dict)  # {"to": [...], "cc": [...], "bcc": [...]}
 
 
 def _other_file(recorded: Path, job_path: Path) -> bool:
@@ -132,6 +134,10 @@ class Journal:
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(batches)")}
             if "clock" not in columns:  # a journal written before batches kept their clock
                 self.db.execute("ALTER TABLE batches ADD COLUMN clock TEXT")
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(deliveries)")}
+            if "envelope" not in columns:  # a journal written before the column existed
+                self.db.execute("ALTER TABLE deliveries ADD COLUMN envelope TEXT NOT NULL "
+                                "DEFAULT '{}'")
             self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, "
                             "loc TEXT)")
         except (OSError, sqlite3.Error) as err:
@@ -242,16 +248,18 @@ class Journal:
         self._execute("DELETE FROM seen")
 
     def register(self, batch: str, key: str, index: int, address: str, message_id: str,
-                 attachments: list[dict]) -> None:
+                 attachments: list[dict], envelope: dict | None = None) -> None:
         """Add a recipient as pending, or refresh the details of one already in the batch
-        (a recipient listed again after being removed is pending again)."""
+        (a recipient listed again after being removed is pending again). ``envelope``: the
+        addresses its message goes to, by header (to, cc, bcc)."""
         self._execute(
             "INSERT INTO deliveries (batch, key, idx, address, status, message_id, attachments,"
-            " updated) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (batch, key) DO "
-            "UPDATE SET idx = excluded.idx, address = excluded.address,"
-            " attachments = excluded.attachments, status = CASE WHEN status = 'removed'"
-            " THEN 'pending' ELSE status END",
-            (batch, key, index, address, message_id, json.dumps(attachments), _now()))
+            " updated, envelope) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT"
+            " (batch, key) DO UPDATE SET idx = excluded.idx, address = excluded.address,"
+            " attachments = excluded.attachments, envelope = excluded.envelope,"
+            " status = CASE WHEN status = 'removed' THEN 'pending' ELSE status END",
+            (batch, key, index, address, message_id, json.dumps(attachments), _now(),
+             json.dumps(envelope or {})))
 
     def first_seen(self, key: str, where: str) -> str | None:
         """Where ``key`` was already listed since forget_seen(), or None; duplicates must not
@@ -306,7 +314,7 @@ class Journal:
         """Every recipient of the batch in list order, streamed (flat memory)."""
         cursor = self._execute(
             "SELECT idx, address, status, code, message, message_id, attachments, attempts,"
-            " updated FROM deliveries WHERE batch = ? ORDER BY idx, key", (batch,))
+            " updated, envelope FROM deliveries WHERE batch = ? ORDER BY idx, key", (batch,))
         for row in cursor:
             yield Entry(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]),
-                        row[7], row[8])
+                        row[7], row[8], json.loads(row[9]))

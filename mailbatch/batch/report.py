@@ -24,7 +24,7 @@ __all__ = ["CSV_COLUMNS", "Report", "atomic_file", "exit_code_for", "write_repor
 _UMASK = os.umask(0o022)  # read once, at import (before any thread): os.umask only sets it
 os.umask(_UMASK)
 CSV_COLUMNS = ("index", "address", "status", "code", "message", "message_id", "attachments",
-               "attempts", "time")
+               "attempts", "time", "to", "cc", "bcc")
 
 
 @dataclass
@@ -106,13 +106,21 @@ def _write_json(file: IO[str], report: Report, entries: Iterable[Entry]) -> None
 def _record(entry: Entry) -> dict[str, Any]:
     return {"index": entry.index, "address": entry.address, "status": entry.status,
             "code": entry.code, "message": entry.message, "message_id": entry.message_id,
-            "attachments": entry.attachments, "attempts": entry.attempts, "time": entry.updated}
+            "attachments": entry.attachments, "attempts": entry.attempts, "time": entry.updated,
+            **_envelope(entry)}
+
+
+def _envelope(entry: Entry) -> dict[str, list[str]]:
+    """Every address the message went to, by header: a recipient field holding two
+    addresses shows here, not only in the message."""
+    return {name: entry.envelope.get(name, []) for name in ("to", "cc", "bcc")}
 
 
 def _row(entry: Entry) -> list[Any]:
     attachments = "; ".join(f"{a['name']} ({a['size']} bytes)" for a in entry.attachments)
     return [entry.index, entry.address, entry.status, entry.code if entry.code else "",
-            entry.message, entry.message_id, attachments, entry.attempts, entry.updated]
+            entry.message, entry.message_id, attachments, entry.attempts, entry.updated,
+            *(", ".join(addresses) for addresses in _envelope(entry).values())]
 
 
 @contextmanager

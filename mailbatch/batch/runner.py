@@ -23,6 +23,7 @@ from mailbatch.batch.lock import job_lock
 from mailbatch.batch.report import Report, write_report
 from mailbatch.batch.spool import Spool
 from mailbatch.errors import MailbatchError, RenderError, UnfinishedBatchError, UsageError
+from mailbatch.job.addresses import Address
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient, duplicate_failure, iter_recipients
 from mailbatch.message.attachments import AttachmentCache, AttachmentProblem
@@ -62,7 +63,7 @@ class RunOptions:
 
 def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
             limit: int | None = None, resend_uncertain: bool = False,
-            spool: Spool | None = None) -> int:
+            spool: Spool | None = None, test_to: str | None = None) -> int:
     """Render every message still to send and register every recipient (or the first
     ``limit``, for a test send); send nothing. Returns how many were registered.
 
@@ -82,8 +83,11 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
             if isinstance(message, str):
                 failures.append((recipient.index, message))
             elif keep:
+                if test_to:  # the journal records the envelope the message goes out with
+                    message = as_test_send(message, test_to)
                 journal.register(batch, recipient.key, recipient.index, recipient.address,
-                                 message.message_id, _attachment_list(message))
+                                 message.message_id, _attachment_list(message),
+                                 _envelope(message))
                 if spool is not None:
                     spool.add(message)
 
@@ -116,6 +120,12 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
 def _attachment_list(rendered: Rendered) -> list[dict]:
     return [{"name": a.filename, "size": a.size, "type": a.content_type}
             for a in rendered.attachments]
+
+
+def _envelope(rendered: Rendered) -> dict[str, list[str]]:
+    """Every address the message is delivered to, by field, for the report row."""
+    return {field: [mailbox.address for mailbox in getattr(rendered, field)]
+            for field in ("to", "cc", "bcc")}
 
 
 def run(job: Job, options: RunOptions | None = None) -> Report:
@@ -151,7 +161,7 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
         context["batch"] = batch
         spool = stack.enter_context(Spool(journal.path.parent))
         total = prepare(job, renderer, journal, batch, options.test_limit if test else None,
-                        options.resend_uncertain, spool)
+                        options.resend_uncertain, spool, options.test_to)
         if options.resend_uncertain:
             journal.reset_uncertain(batch)
         journal.retire_unlisted(batch)
@@ -223,8 +233,8 @@ def _composed(job: Job, renderer: Renderer, journal: Journal, batch: str, option
             rendered = spool.take(recipient) if spool is not None else None
             if rendered is None:
                 rendered = renderer.render(recipient)
-            if options.test_to:
-                rendered = as_test_send(rendered, options.test_to)
+                if options.test_to:  # a spooled one already is
+                    rendered = as_test_send(rendered, options.test_to)
             data = compose(rendered, cache)
         except (RenderFailure, AttachmentProblem) as err:  # a file changed since prepare()
             log.warning("%s: failed, not sent: %s", recipient.address, err)
@@ -279,8 +289,8 @@ class _Lookahead:
 def as_test_send(rendered: Rendered, address: str) -> Rendered:
     """The message as a test send: to ``address`` only (To header and envelope; no Cc, no Bcc),
     the subject marked ``[TEST]``; bodies and attachments exactly as the recipient gets them."""
-    return dataclasses.replace(rendered, to=address, cc=(), bcc=(),
-                               subject=f"[TEST] {rendered.subject}")
+    return dataclasses.replace(rendered, to=(Address("", address),), cc=(), bcc=(),
+                               subject=f"[TEST] {rendered.subject}", widened=())
 
 
 def _batch_to_run(job: Job, journal: Journal, base: str, options: RunOptions,

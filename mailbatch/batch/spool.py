@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from mailbatch.errors import StateError
+from mailbatch.job.addresses import Address
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.attachments import Attachment
 from mailbatch.message.inline import InlineImage
@@ -25,8 +26,9 @@ __all__ = ["Spool"]
 
 _LENGTH = struct.Struct("<I")
 _Record = tuple  # (index, key, sender, to, cc, bcc, reply_to, subject, headers, text, html,
-#                   ((path, filename, content_type, size), ...), message_id,
-#                   ((path, filename, content_type, size, cid), ...) of the inline images)
+#                   ((path, filename, content_type, size), ...), message_id, widened,
+#                   ((path, filename, content_type, size, cid), ...) of the inline images),
+#                   each address a plain (name, address) tuple
 # Generated files (charts, CSV, zip) are in the renderer's scratch folder: a record holds
 # their paths, like any attachment's, never their contents.
 
@@ -60,12 +62,15 @@ class Spool:
         assert not self._reading, "add() after take()"
         try:
             record = marshal.dumps((
-                message.recipient.index, message.recipient.key, message.sender, message.to,
-                message.cc, message.bcc, message.reply_to, message.subject, message.headers,
+                message.recipient.index, message.recipient.key, tuple(message.sender),
+                _plain(message.to), _plain(message.cc), _plain(message.bcc),
+                _plain(message.reply_to), message.subject,
+                tuple((name, value if isinstance(value, str) else _plain(value))
+                      for name, value in message.headers),
                 message.text, message.html,
                 tuple((str(a.path), a.filename, a.content_type, a.size)
                       for a in message.attachments),
-                message.message_id,
+                message.message_id, message.widened,
                 tuple((str(i.path), i.filename, i.content_type, i.size, i.cid)
                       for i in message.inline_images)))
         except ValueError:  # not plain strings (a str subclass, say): take() renders it again
@@ -105,15 +110,28 @@ class Spool:
         return marshal.loads(self._file.read(length))  # type: ignore[no-any-return]
 
 
+def _plain(mailboxes: tuple[Address, ...]) -> tuple[tuple[str, str], ...]:
+    """Addresses as plain tuples: marshal writes no tuple subclass."""
+    return tuple((name, address) for name, address in mailboxes)
+
+
+def _mailboxes(pairs: tuple[tuple[str, str], ...]) -> tuple[Address, ...]:
+    return tuple(Address(name, address) for name, address in pairs)
+
+
 def _rendered(recipient: Recipient, record: _Record) -> Rendered:
     (_, _, sender, to, cc, bcc, reply_to, subject, headers, text, html, attachments,
-     message_id, inline_images) = record
+     message_id, widened, inline_images) = record
     return Rendered(
-        recipient=recipient, sender=sender, to=to, cc=cc, bcc=bcc, reply_to=reply_to,
-        subject=subject, headers=headers, text=text, html=html,
+        recipient=recipient, sender=Address(*sender), to=_mailboxes(to), cc=_mailboxes(cc),
+        bcc=_mailboxes(bcc), reply_to=_mailboxes(reply_to), subject=subject,
+        headers=tuple((name, value if isinstance(value, str) else _mailboxes(value))
+                      for name, value in headers),
+        text=text, html=html,
         attachments=tuple(Attachment(path=Path(path), filename=filename,
                                      content_type=content_type, size=size)
                           for path, filename, content_type, size in attachments),
         message_id=message_id,
         inline_images=tuple(InlineImage(Path(path), filename, content_type, size, cid)
-                            for path, filename, content_type, size, cid in inline_images))
+                            for path, filename, content_type, size, cid in inline_images),
+        widened=widened)

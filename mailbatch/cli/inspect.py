@@ -6,10 +6,12 @@ writes a journal, a report or an outbox, and only ``check(connect=True)`` touche
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import email
 import email.policy
 import logging
+import re
 import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from mailbatch.message.attachments import Attachment, AttachmentCache, Attachmen
 from mailbatch.message.compose import compose
 from mailbatch.message.inline import InlineImage, rewrite_references
 from mailbatch.message.proof import prove
-from mailbatch.message.render import Renderer, RenderFailure
+from mailbatch.message.render import Rendered, Renderer, RenderFailure
 from mailbatch.message.renderpool import RenderPool, Result
 from mailbatch.smtp.credentials import describe, get_secret
 from mailbatch.smtp.transport import SmtpTransport
@@ -61,6 +63,9 @@ class CheckSummary:
     image_files: int = 0  # distinct images (a chart drawn once counts once)
     image_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
+    # job key -> (recipients whose value gave more addresses than the template names,
+    # the first such recipient, the addresses it gave): each gets a copy, so check says so
+    widened: dict[str, tuple[int, str, tuple[str, ...], int]] = field(default_factory=dict)
     connected: bool = False
     server_max_size: int | None = None
 
@@ -89,6 +94,10 @@ class CheckSummary:
             *self._content_lines(),
             f"  server:      {self.server}; {self.password}",
         ]
+        for key, (count, example, addresses, named) in self.widened.items():
+            lines.append(f"  note:        {key} gives more addresses than its template names "
+                         f"({named}) for {count} recipient(s), e.g. {example}: "
+                         f"{', '.join(addresses)}; each address gets the message")
         if self.connected:
             limit = (f"messages up to {size_text(self.server_max_size)}"
                      if self.server_max_size else "no SIZE limit announced")
@@ -123,11 +132,15 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
                 continue
             try:
                 size = len(compose(rendered, cache))
+            except RenderFailure as err:  # it names the recipient
+                failures.append((recipient.index, str(err)))
+                continue
             except (AttachmentProblem, ValueError) as err:  # a file gone since it was found
                 failures.append((recipient.index,
                                  f"{recipient.where} ({recipient.address}): {err}"))
                 continue
             _count(summary, recipient, rendered.attachments, size, files)
+            _widened(summary, rendered)
             _count_html(summary, recipient, rendered.html, rendered.inline_images, images)
 
     # Duplicates are found as the run finds them, in a journal's listing (on disk, so the
@@ -179,6 +192,13 @@ def _count(summary: CheckSummary, recipient: Recipient, attachments: tuple[Attac
     log.info("%s: %d bytes; %s", recipient.address, size, names)
 
 
+def _widened(summary: CheckSummary, rendered: Rendered) -> None:
+    for key, named, addresses in rendered.widened:
+        count, example, shown, _ = summary.widened.get(key, (0, rendered.recipient.address,
+                                                            addresses, named))
+        summary.widened[key] = (count + 1, example, shown, named)
+
+
 def _count_html(summary: CheckSummary, recipient: Recipient, html: str | None,
                 inline: tuple[InlineImage, ...], images: dict[Path, int]) -> None:
     if html is None:
@@ -208,7 +228,7 @@ class Preview:
     where: str
     headers: tuple[tuple[str, str], ...]  # as decoded from the composed message
     envelope: tuple[str, ...]  # every address the server delivers to (To, Cc and Bcc)
-    bcc: tuple[str, ...]
+    bcc: tuple[str, ...]  # as people write them: Name <address>
     text: str | None
     html: str | None
     attachments: tuple[Attachment, ...]
@@ -280,11 +300,14 @@ def preview(job: Job, which: str | None = None, *, now: dt.datetime | None = Non
     except OSError as err:
         raise RenderError([f"{chosen.where} ({chosen.address}): cannot read an inline image: "
                            f"{err}"]) from None
-    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    head, _, _ = data.partition(b"\r\n\r\n")
+    parsed = email.message_from_bytes(_joined_words(head) + b"\r\n\r\n",
+                                      policy=email.policy.default)
     headers = tuple((name, str(value)) for name, value in parsed.items()
                     if name.lower() not in _HIDDEN_HEADERS)
     return Preview(number=chosen.index + 1, total=total, where=chosen.where, headers=headers,
-                   envelope=tuple(rendered.envelope_recipients), bcc=rendered.bcc,
+                   envelope=tuple(rendered.envelope_recipients),
+                   bcc=tuple(str(mailbox) for mailbox in rendered.bcc),
                    text=rendered.text, html=rendered.html, attachments=rendered.attachments,
                    size=len(data), data=data, images=images, generated=frozenset(
                        a.path for a in rendered.attachments if renderer.scratch.holds(a.path)))
@@ -315,6 +338,23 @@ def write_html(shown: Preview, path: Path) -> list[Path]:
     except OSError as err:
         raise UsageError(f"{err.filename or path}: cannot write: {err.strerror}") from None
     return [path, *written]
+
+
+_WORD = rb"=\?utf-8\?([bq])\?([^?\s]*)\?="
+_ADJACENT_WORDS = re.compile(rb"%s(?:\s+%s)+" % (_WORD, _WORD), re.IGNORECASE)
+
+
+def _joined_words(head: bytes) -> bytes:
+    """The header block with each run of adjacent encoded-words (as compose writes a long
+    name or subject) joined into one: Python's parser keeps the space between them (CPython
+    gh-128110), which RFC 2047 6.2 says is not part of the text and mail readers drop."""
+    def join(run: re.Match[bytes]) -> bytes:
+        data = b"".join(binascii.a2b_base64(text) if mode.lower() == b"b" else
+                        binascii.a2b_qp(text, header=True)
+                        for mode, text in re.findall(_WORD, run[0], re.IGNORECASE))
+        return b"=?utf-8?b?" + binascii.b2a_base64(data, newline=False) + b"?="
+
+    return _ADJACENT_WORDS.sub(join, head)
 
 
 def _matches(recipient: Recipient, wanted: str) -> bool:

@@ -6,6 +6,7 @@ paths (resolved against the job file's folder); the ``smtp:`` section in smtpset
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mailbatch.errors import JobError
-from mailbatch.job.addresses import is_valid_address
+from mailbatch.job.addresses import Address, AddressError, is_valid_address, parse_addresses
 from mailbatch.job.content import ContentKeys, GeneratedSpec, generated_spec, parse_content
 from mailbatch.job.csvfiles import CsvFormat, check_encoding
 from mailbatch.job.fields import Section, kind_of
@@ -35,6 +36,7 @@ __all__ = [
 
 # What the email package (str.splitlines) treats as a line break: none may enter a header.
 LINE_BREAKS = "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+MAX_HEADER_NAME = 76  # an extra header's name: with ": " it fills a 78-character line
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,15 @@ class Job:
     def folder(self) -> Path:
         return self.path.parent
 
+    @functools.cached_property
+    def mailbox(self) -> Address:
+        """``from`` as a (name, address) pair, checked by load_job: the From header field."""
+        return parse_addresses(self.sender)[0]
+
     @property
     def sender_address(self) -> str:
         """The envelope sender (MAIL FROM): the address part of ``from``."""
-        return parseaddr(self.sender)[1]
+        return self.mailbox.address
 
     @property
     def sender_domain(self) -> str:
@@ -130,8 +137,12 @@ def load_job(path: str | Path) -> Job:
     sender = top.text("from", required=True)
     if any(c in sender for c in LINE_BREAKS):
         raise top.error("must be one line; remove the line break", "from")
-    if not is_valid_address(parseaddr(sender)[1]):
-        raise top.error("is not an email address (plain ASCII user@domain); write it as "
+    try:
+        mailboxes = parse_addresses(sender)
+    except AddressError as err:
+        raise top.error(f"{err}; write it as 'Name <user@example.com>'", "from") from None
+    if len(mailboxes) != 1:
+        raise top.error("must be one email address (plain ASCII user@domain); write it as "
                         "'Name <user@example.com>'", "from")
     text = _template(top, "text", base)
     html = _template(top, "html", base)
@@ -237,6 +248,9 @@ def _headers(top: Section) -> tuple[tuple[str, str], ...]:
         if not re.fullmatch(r"[!-9;-~]+", name) or name.lower() in reserved:
             raise sec.error("is not a header you can set here (use the job's own keys for "
                             "from, to, cc, bcc, reply_to and subject)", name)
+        if len(name) > MAX_HEADER_NAME:  # "Name: " and a word must fit on a line
+            raise sec.error(f"header names can be at most {MAX_HEADER_NAME} characters long",
+                            name)
         result.append((name, sec.text(name, required=True)))
     return tuple(result)
 
@@ -259,8 +273,8 @@ def _attachments(top: Section) -> tuple[AttachmentSpec | GeneratedSpec, ...]:
             content_type=sec.text("type"),
             line=line,
         ))
-        if specs[-1].content_type and not re.fullmatch(r"[\w.+-]+/[\w.+-]+",
-                                                       specs[-1].content_type):
+        if specs[-1].content_type and not re.fullmatch(r"[\w.+-]{1,127}/[\w.+-]{1,127}",
+                                                       specs[-1].content_type, re.ASCII):
             raise sec.error("must be a MIME type like application/pdf", "type")
         sec.done()
     return tuple(specs)

@@ -1,4 +1,9 @@
-"""Attachments: glob patterns to files, MIME types, each file read and encoded once per batch."""
+"""Attachments: glob patterns to files, MIME types, each file read and encoded once per batch.
+
+Files are sent base64-encoded, except a message (``.eml``, ``.mht``, ``.mhtml`` or ``type:
+message/rfc822``): RFC 2046 5.2.1 forbids base64 there, so it goes as message/rfc822 written
+as it is (7bit) when its content allows, and otherwise as application/octet-stream.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,20 @@ import binascii
 import glob
 import mimetypes
 import os
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["Attachment", "AttachmentCache", "AttachmentProblem", "base64_lines", "content_type_for",
-           "find"]
+__all__ = ["Attachment", "AttachmentCache", "AttachmentProblem", "Part", "base64_lines",
+           "content_type_for", "find", "seven_bit_message"]
 
 DEFAULT_TYPE = "application/octet-stream"
+MESSAGE_TYPE = "message/rfc822"
+_MESSAGE_SUFFIXES = frozenset({".eml", ".mht", ".mhtml"})  # whatever the system's mime.types say
+_HEADER_FIELD = re.compile(rb"[!-9;-~]+:")
+_LITERAL = b"Content-Transfer-Encoding: 7bit\r\n\r\n"  # how a part written as it is ends
 
 
 class AttachmentProblem(Exception):
@@ -32,6 +43,8 @@ def content_type_for(path: Path, explicit: str | None = None) -> str:
     """The explicit type, else what ``mimetypes`` guesses, else application/octet-stream."""
     if explicit:
         return explicit
+    if path.suffix.lower() in _MESSAGE_SUFFIXES:
+        return MESSAGE_TYPE
     guessed, encoding = mimetypes.guess_type(path.name, strict=False)
     if guessed is None or encoding is not None:  # report.csv.gz is gzip data, not text/csv
         return DEFAULT_TYPE
@@ -128,6 +141,19 @@ def _shown(name: str) -> str:
     return repr(shown) if shown == name else f"'{shown}'"
 
 
+class Part(NamedTuple):
+    """One attachment's MIME part: its header block (with the blank line after it) and body."""
+
+    head: bytes
+    body: bytes
+
+    @property
+    def literal(self) -> bool:
+        """Whether the body is written as it is (an attached message, 7bit), so that an
+        enclosing boundary must not occur in it; base64 cannot hold one."""
+        return self.head.endswith(_LITERAL)
+
+
 class AttachmentCache:
     """Encoded MIME parts keyed by file identity, bounded in bytes (LRU).
 
@@ -138,17 +164,17 @@ class AttachmentCache:
     def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
         self.total = 0
-        self._parts: OrderedDict[tuple, tuple[bytes, bytes]] = OrderedDict()
+        self._parts: OrderedDict[tuple, Part] = OrderedDict()
 
     def part(self, attachment: Attachment) -> bytes:
-        """The attachment as a complete MIME part (headers + base64 body), CRLF line endings."""
+        """The attachment as a complete MIME part (headers + body), CRLF line endings."""
         head, body = self.pieces(attachment)
         return head + body
 
-    def pieces(self, attachment: Attachment) -> tuple[bytes, bytes]:
-        """The part as (header block with its blank line, base64 body): kept apart, so a
-        large file is not copied once more to join them; the message joins everything once.
-        Raises AttachmentProblem when the file is gone or unreadable now."""
+    def pieces(self, attachment: Attachment) -> Part:
+        """The part with its header block and its body kept apart, so a large file is not
+        copied once more to join them; the message joins everything once. Raises
+        AttachmentProblem when the file is gone or unreadable now."""
         try:
             stat = attachment.path.stat()
         except OSError as err:
@@ -165,9 +191,13 @@ class AttachmentCache:
         except OSError as err:
             raise AttachmentProblem(f"attachment {str(attachment.path)!r} cannot be read: "
                                     f"{err.strerror}") from None
-        encoded = _part_head(attachment.filename, attachment.content_type), base64_lines(data)
+        try:
+            encoded = _encode(attachment, data)
+        except UnicodeEncodeError:  # a name that is not UTF-8 on disk (surrogate escapes)
+            raise AttachmentProblem(f"attachment {str(attachment.path)!r}: its file name is "
+                                    "not valid UTF-8; rename the file") from None
         del data
-        size = len(encoded[0]) + len(encoded[1])
+        size = len(encoded.head) + len(encoded.body)
         if size <= self.max_bytes:
             self._parts[key] = encoded
             self.total += size
@@ -177,12 +207,53 @@ class AttachmentCache:
         return encoded
 
 
-def _part_head(filename: str, content_type: str) -> bytes:
+def _encode(attachment: Attachment, data: bytes) -> Part:
+    """The file's part: base64, except a message (or multipart) type, which must not be
+    base64 (RFC 2045 6.4, RFC 2046 5.2.1): a message written as it is where it can be,
+    anything else of those types as application/octet-stream."""
+    content_type = attachment.content_type
+    if content_type.lower().startswith(("message/", "multipart/")):
+        message = seven_bit_message(data) if content_type.lower().startswith("message/") \
+            else None
+        if message is not None:
+            return Part(_part_head(attachment.filename, content_type, "7bit"), message)
+        content_type = DEFAULT_TYPE
+    return Part(_part_head(attachment.filename, content_type, "base64"), base64_lines(data))
+
+
+def seven_bit_message(data: bytes) -> bytes | None:
+    """``data`` with CRLF line ends, if it can travel as a 7bit message/rfc822 body: ASCII
+    without NUL or a lone CR, lines of at most 998 octets, a message that a mail reader
+    parses without a defect. None otherwise (8-bit content would need 8BITMIME, which the
+    messages never ask for; a broken message is better sent as a plain file)."""
+    if not data.isascii() or b"\0" in data or not _HEADER_FIELD.match(data):
+        return None
+    if b"\r" in data:
+        if data.count(b"\r") != data.count(b"\r\n"):
+            return None
+        data = data.replace(b"\r\n", b"\n")
+    if max(map(len, data.split(b"\n"))) > 998:
+        return None
+    data = data.replace(b"\n", b"\r\n")
+    return data if _readable(data) else None
+
+
+def _readable(data: bytes) -> bool:
+    """Whether the email package reads the message without a defect in any part or header
+    (once per file and batch, like the encoding)."""
+    from email import message_from_bytes, policy
+
+    message = message_from_bytes(data, policy=policy.default)
+    return all(not part.defects and not any(value.defects for value in part.values())
+               for part in message.walk())
+
+
+def _part_head(filename: str, content_type: str, encoding: str) -> bytes:
     """The part's headers and the blank line after them; the file name as a quoted string,
-    or in RFC 2231 form when it needs encoding or is long."""
+    or in RFC 2231 form when it needs encoding, could read as an encoded-word, or is long."""
     head = (_parameter_header("Content-Type", content_type, "name", filename)
             + _parameter_header("Content-Disposition", "attachment", "filename", filename)
-            + "Content-Transfer-Encoding: base64\r\n\r\n")
+            + f"Content-Transfer-Encoding: {encoding}\r\n\r\n")
     return head.encode("ascii")
 
 
@@ -232,9 +303,11 @@ def _parameter_header(name: str, value: str, key: str, text: str) -> str:
 
 def _parameter(key: str, text: str) -> list[str]:
     """``key="text"`` for printable ASCII that fits a line; else RFC 2231 ``key*=utf-8''...``,
-    split into ``key*0*``, ``key*1*``... sections between characters when long."""
+    split into ``key*0*``, ``key*1*``... sections between characters when long. A name
+    holding ``=?`` is RFC 2231 too: mail readers decode encoded-words in quoted names."""
     quoted = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if text.isascii() and text.isprintable() and len(key) + 2 + len(quoted) <= _MAX_LINE:
+    if text.isascii() and text.isprintable() and "=?" not in text and \
+            len(key) + 2 + len(quoted) <= _MAX_LINE:
         return [f"{key}={quoted}"]
     encoded = [char if char in _ATTR_CHARS else
                "".join(f"%{byte:02X}" for byte in char.encode("utf-8")) for char in text]

@@ -6,11 +6,16 @@ text + HTML report: 3.5 ms there, 0.07 ms here). The output is what that package
 without defects, and only ever 7-bit (no server needs 8BITMIME or SMTPUTF8):
 
 - header fields from headers.py: printable ASCII as given, other text as RFC 2047
-  encoded-words, folded to 78 characters where the words allow, never beyond 998;
+  encoded-words, address lists from (name, address) pairs, folded to 78 characters where the
+  words allow (76 with encoded-words), never beyond 998 (checked here, on the final bytes);
 - text bodies as 7bit when ASCII with lines of at most 78 characters, else quoted-printable
-  (base64 when that is shorter), always with CRLF line ends;
-- attachment parts pre-encoded once per batch by the AttachmentCache and spliced in;
+  (lines of at most 76; base64 when that is shorter), always with CRLF line ends;
+- attachment parts pre-encoded once per batch by the AttachmentCache and spliced in
+  (base64, or an attached message as it is);
 - random boundaries, checked against every part that could contain them.
+
+A new body shape is one more branch of ``_body``: an entity is its header lines, its body
+and the parts written literally.
 """
 
 from __future__ import annotations
@@ -23,20 +28,23 @@ from email.utils import formatdate
 from typing import Any
 
 from mailbatch.message.attachments import AttachmentCache, base64_lines
-from mailbatch.message.headers import MAX_LINE, header, policy, unstructured
+from mailbatch.message.headers import MAX_LINE, MAX_OCTETS, header, policy, unstructured
 from mailbatch.message.inline import inline_parts
-from mailbatch.message.render import Rendered
+from mailbatch.message.render import Rendered, RenderFailure
+from mailbatch.message.template_errors import unencodable
 
 __all__ = ["compose"]
 
-_ADDRESS_HEADERS = frozenset({"sender", "resent-from", "resent-to", "resent-cc",
-                              "resent-sender"})
 # Printable ASCII plus tab and LF: what a 7bit text body may hold (LF becomes CRLF).
 _SEVEN_BIT = bytes(range(32, 127)) + b"\t\n"
 # A line that starts with "." makes the transport copy the whole message to double the dot
 # (RFC 5321 4.5.2), attachments and all; quoted-printable can write it "=2E" where the line
 # has room (76 characters at most).
 _QP_LEADING_DOT = re.compile(rb"\n\.(?=[^\r\n]{0,73}\r\n)")  # a literal start: quick to find
+
+# b2a_qp writes a line's final space or tab as "=20"/"=09" even where that takes the line to
+# 77 characters (RFC 2045 6.7 allows 76): such a line gets a soft break before the escape.
+_QP_LONG_LINE = re.compile(rb"^([^\r\n]{74,})(=(?:20|09))(?=\r\n)", re.MULTILINE)
 
 _TEXT_HEAD = {subtype: {cte: (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
                               f"Content-Transfer-Encoding: {cte}\r\n").encode("ascii")
@@ -45,32 +53,55 @@ _TEXT_HEAD = {subtype: {cte: (f'Content-Type: text/{subtype}; charset="utf-8"\r\
 
 
 def compose(message: Rendered, cache: AttachmentCache, date: str | None = None) -> bytes:
-    """The complete message with CRLF line ends; Bcc addresses are never written into it."""
-    head = [header("From", message.sender, True), header("To", message.to, True)]
-    cc = [value for value in message.cc if value.strip()]
-    if cc:
-        head.append(header("Cc", ", ".join(cc), True))
-    if message.reply_to and message.reply_to.strip():
-        head.append(header("Reply-To", message.reply_to, True))
-    head.append(header("Subject", message.subject, False))
-    head.append(_date_line() if date is None else header("Date", date, False))
-    head.append(unstructured("Message-ID", message.message_id))
-    for name, value in message.headers:
-        head.append(header(name, value, name.lower() in _ADDRESS_HEADERS))
-    head.append(b"MIME-Version: 1.0\r\n")
-    body_head, body, literal = _body(message.text, message.html,
-                                     inline_parts(message.inline_images, cache))
+    """The complete message with CRLF line ends; Bcc addresses are never written into it.
+    Raises RenderFailure, naming the recipient, for a message no standard can carry (a
+    header line over 998 octets, text that is not valid Unicode), and AttachmentProblem."""
+    try:
+        head = _head(message, date)
+        body_head, body, literal = _body(message.text, message.html,
+                                         inline_parts(message.inline_images, cache))
+    except UnicodeEncodeError as err:  # a lone surrogate, say from "\ud800" in JSON data
+        raise _failure(message, unencodable(err)) from None
     if not message.attachments:
-        return b"".join(head) + body_head + b"\r\n" + body
+        return head + body_head + b"\r\n" + body
     parts = [cache.pieces(attachment) for attachment in message.attachments]
-    boundary = _boundary([*literal, *(part_head for part_head, _ in parts)])
+    boundary = _boundary([*literal, *(part_head for part_head, _ in parts),
+                          *(part.body for part in parts if part.literal)])
     delimiter = b"\r\n--" + boundary + b"\r\n"
     return b"".join([
-        *head, b'Content-Type: multipart/mixed;\r\n boundary="', boundary, b'"\r\n\r\n--',
+        head, b'Content-Type: multipart/mixed;\r\n boundary="', boundary, b'"\r\n\r\n--',
         boundary, b"\r\n", body_head, b"\r\n", body,
         *(chunk for part_head, part_body in parts for chunk in (delimiter, part_head, part_body)),
         b"\r\n--", boundary, b"--\r\n",
     ])
+
+
+def _head(message: Rendered, date: str | None) -> bytes:
+    """The message's own header fields, through MIME-Version; every line checked against
+    the 998-octet limit here, on the final bytes."""
+    head = [header("From", (message.sender,)), header("To", message.to)]
+    if message.cc:
+        head.append(header("Cc", message.cc))
+    if message.reply_to:
+        head.append(header("Reply-To", message.reply_to))
+    head.append(header("Subject", message.subject))
+    head.append(_date_line() if date is None else header("Date", date))
+    head.append(unstructured("Message-ID", message.message_id))
+    for name, value in message.headers:
+        head.append(header(name, value))
+    head.append(b"MIME-Version: 1.0\r\n")
+    data = b"".join(head)
+    if len(data) > MAX_OCTETS:
+        longest = max(data.split(b"\r\n"), key=len)
+        if len(longest) > MAX_OCTETS:
+            raise _failure(message, f"a header line of {len(longest)} octets, over the "
+                           f"limit of {MAX_OCTETS} ({longest[:40].decode()}...); shorten it")
+    return data
+
+
+def _failure(message: Rendered, text: str) -> RenderFailure:
+    recipient = message.recipient
+    return RenderFailure(f"{recipient.where} ({recipient.address}): {text}")
 
 
 # -- bodies --------------------------------------------------------------------------------
@@ -131,6 +162,8 @@ def _encode_text(text: str) -> tuple[str, bytes]:
         data = text.encode("utf-8")
     data = data.replace(b"\n", b"\r\n")
     qp = binascii.b2a_qp(data, istext=True)  # 76-column lines, CRLF kept, soft breaks CRLF
+    if b"=20\r\n" in qp or b"=09\r\n" in qp:
+        qp = _QP_LONG_LINE.sub(b"\\1=\r\n\\2", qp)
     if b"\n." in qp:
         qp = _QP_LEADING_DOT.sub(b"\n=2E", qp)
     if qp.startswith(b".") and qp.find(b"\r\n") <= 74:

@@ -1,47 +1,55 @@
 """Header fields: RFC 5322 folding and RFC 2047 encoded-words, written without the email package.
 
-Printable ASCII goes out as given; other text as UTF-8 encoded-words of at most 75 characters,
-split between characters and between words, so that a mail reader shows exactly the text.
-Lines are folded at whitespace to 78 characters where the words allow, never beyond 998.
-Address syntax beyond name-and-address pairs (groups, comments) goes through the email package.
+Free text (Subject, extra headers): printable ASCII goes out as given; other text as UTF-8
+encoded-words of at most 75 characters, split between characters and between words, so that
+a mail reader shows exactly the text. Address lists are written from (display name, address)
+pairs, never parsed here: each name as atoms, a quoted string or encoded-words, as it needs,
+so a name reads back as the literal text it is (``=?utf-8?q?Bob?=`` included). Lines are
+folded at whitespace to 78 characters where the words allow, 76 where a line holds an
+encoded-word (RFC 2047 2); no line can reach 998 octets (compose checks the final bytes).
 """
 
 from __future__ import annotations
 
 import binascii
 import re
-from email.utils import getaddresses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from mailbatch.job.addresses import Address
 
 if TYPE_CHECKING:
     from email.policy import EmailPolicy
 
-__all__ = ["MAX_LINE", "encoded_words", "header", "policy", "unstructured"]
+__all__ = ["MAX_LINE", "MAX_OCTETS", "address_list", "encoded_words", "header", "policy",
+           "unstructured"]
 
-MAX_LINE = 78  # RFC 5322 2.1.1: SHOULD; 998 is the MUST, which no line here can reach
+MAX_LINE = 78  # RFC 5322 2.1.1: SHOULD
+MAX_OCTETS = 998  # RFC 5322 2.1.1: MUST, without the CRLF
+_EW_LINE = 76  # RFC 2047 2: a line holding an encoded-word
 _LONG_WORD = 900  # an unbreakable run this long is encoded instead, so it can be split
 # The only characters an encoded-word may show unencoded in any header (RFC 2047 5(3)).
 _Q_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!*+-/")
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 _ESCAPES = re.compile(r'[\\"]')
 _TOKENS = re.compile(r"[ \t]*[^ \t]+(?:[ \t]+$)?")
-# "Display Name <local@domain>" needing no quoting or encoding: written as it was given.
-_ATOMS = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/^_`{|}~-]+)*"
-_ADDR = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+"
-_PLAIN_ADDRESS = re.compile(f"{_ATOMS} <{_ADDR}>|{_ADDR}")
-_GROUP_OR_COMMENT = re.compile(r"[:;()]")  # beyond name-and-address pairs: see _fallback
+_QUOTED_TOKENS = re.compile(r" *[^ ]+")
+# A display name of atoms with single spaces: written as it is.
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
-_cache: dict[tuple[str, str, bool], bytes] = {}
+_cache: dict[tuple[str, Any], bytes] = {}
 _CACHE_SIZE = 256
 
 
-def header(name: str, value: str, addresses: bool = False) -> bytes:
-    """One header field, folded, CRLF-terminated; ``addresses`` for an address list.
-    Repeated values (From, Reply-To, extra headers) are formatted once."""
-    key = (name, value, addresses)
+def header(name: str, value: str | Sequence[Address]) -> bytes:
+    """One header field, folded, CRLF-terminated: free text for a string, an address list
+    for (name, address) pairs. Repeated values (From, Reply-To, extra headers) are
+    formatted once."""
+    key = (name, value)
     line = _cache.get(key)
     if line is None:
-        line = _address_header(name, value) if addresses else unstructured(name, value)
+        line = unstructured(name, value) if isinstance(value, str) else \
+            address_list(name, value)
         if len(_cache) >= _CACHE_SIZE:
             _cache.clear()
         _cache[key] = line
@@ -55,10 +63,13 @@ def _needs_encoding(value: str) -> bool:
         value[:1] == " "
 
 
-def _must_encode(word: str, phrase: bool) -> bool:
-    """Whether one word of a header must become (part of) an encoded-word."""
+def _must_encode(token: str, phrase: bool) -> bool:
+    """Whether one token (a word and the whitespace before it) must become (part of) an
+    encoded-word: text that cannot be written as it is, or too long to fit any line."""
+    word = token.lstrip(" \t")
     return not (word.isascii() and word.isprintable()) or "=?" in word or \
-        len(word) > _LONG_WORD or (phrase and _SPECIALS.search(word) is not None)
+        len(token) > _LONG_WORD or (len(token) - len(word) > 1 and len(token) >= MAX_LINE) \
+        or (phrase and _SPECIALS.search(word) is not None)
 
 
 def unstructured(name: str, value: str) -> bytes:
@@ -67,43 +78,50 @@ def unstructured(name: str, value: str) -> bytes:
     if len(value) <= room and not _needs_encoding(value):
         return f"{name}: {value}\r\n".encode("ascii")
     if value[:1] in (" ", "\t") or not value.strip():
-        return _fold(name, _spaced(encoded_words(value, room)))
-    return _fold(name, _words(_TOKENS.findall(value), room, phrase=False))
+        return _fold(name, _spaced(encoded_words(value, _EW_LINE - len(name) - 2)))
+    return _fold(name, _words(_TOKENS.findall(value), _EW_LINE - len(name) - 2,
+                              phrase=False))
 
 
-def _address_header(name: str, value: str) -> bytes:
-    """An address list, each display name as atoms, quoted, or encoded, as it needs."""
-    if len(name) + 2 + len(value) <= MAX_LINE and _PLAIN_ADDRESS.fullmatch(value):
-        return f"{name}: {value}\r\n".encode("ascii")
-    if _GROUP_OR_COMMENT.search(value):
-        return _fallback(name, value)
-    tokens: list[str] = []
-    for display, address in getaddresses([value]):
-        if not address or not address.isascii() or not address.isprintable():
-            return _fallback(name, value)
-        if "=?" in display:
-            display = _decode_words(display)
-        regular = display == " ".join(display.split())  # single spaces between words only
-        room = MAX_LINE - len(name) - 2 if not tokens else MAX_LINE - 1
+def address_list(name: str, mailboxes: Sequence[Address]) -> bytes:
+    """An address-list field from (display name, address) pairs, uncached."""
+    if len(mailboxes) == 1:  # the usual case: one plain mailbox on one line
+        display, address = mailboxes[0]
         if not display:
-            words = []
-        elif not _needs_encoding(display) and len(display) <= _LONG_WORD:
-            if _SPECIALS.search(display) or not regular:
-                words = ['"' + _ESCAPES.sub(r"\\\g<0>", display) + '"']
-            else:
-                words = _spaced(display.split(" "))
-        elif regular:
-            words = _words(_spaced(display.split(" ")), room, phrase=True)
+            line = f"{name}: {address}\r\n"
+        elif _ATOMS.fullmatch(display) and "=?" not in display:
+            line = f"{name}: {display} <{address}>\r\n"
         else:
-            words = _spaced(encoded_words(display, room))
+            line = ""
+        if line and len(line) <= MAX_LINE + 2:
+            return line.encode("ascii")
+    tokens: list[str] = []
+    for display, address in mailboxes:
+        room = _EW_LINE - len(name) - 2 if not tokens else _EW_LINE - 2
+        words = _display_name(display, room)
         words.append(f" <{address}>" if words else address)
         if tokens:
             tokens[-1] += ","
             words[0] = " " + words[0]
         tokens.extend(words)
-    if not tokens:
-        return _fallback(name, value)
-    return _fold(name, tokens)
+    return _fold(name, tokens, structured=True)
+
+
+def _display_name(display: str, room: int) -> list[str]:
+    """A display name as header tokens (each after the first starting with a space): atoms
+    as they are; other printable ASCII as a quoted string, folded at its spaces where needed;
+    the rest (and a quoted string with a part too long for a line) as encoded-words."""
+    if not display:
+        return []
+    if display.isascii() and display.isprintable() and "=?" not in display:
+        if _ATOMS.fullmatch(display) and len(display) <= _LONG_WORD:
+            return _spaced(display.split(" "))
+        tokens = _QUOTED_TOKENS.findall('"' + _ESCAPES.sub(r"\\\g<0>", display) + '"')
+        if max(map(len, tokens)) < MAX_LINE:
+            return tokens
+    if display == " ".join(display.split()):  # single spaces between words only
+        return _words(_spaced(display.split(" ")), room, phrase=True)
+    return _spaced(encoded_words(display, room))
 
 
 def _spaced(words: list[str]) -> list[str]:
@@ -112,48 +130,58 @@ def _spaced(words: list[str]) -> list[str]:
 
 def _words(tokens: list[str], room: int, phrase: bool) -> list[str]:
     """Header tokens (each after the first starting with whitespace) kept as they are where
-    they can be; each run of tokens that cannot becomes encoded-words, the whitespace before
-    the run staying outside. Separate runs keep a mail reader showing exactly the text: the
-    space between two adjacent encoded-words is not part of it (RFC 2047 6.2)."""
+    they can be; each run of tokens that cannot becomes encoded-words, one whitespace
+    character before the run staying outside. Separate runs keep a mail reader showing
+    exactly the text: the space between two adjacent encoded-words is not part of it
+    (RFC 2047 6.2)."""
     out: list[str] = []
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        word = token.lstrip(" \t")
-        if not _must_encode(word, phrase):
+        if not _must_encode(token, phrase):
             out.append(token)
             i += 1
             continue
         j = i + 1
-        while j < len(tokens) and _must_encode(tokens[j].lstrip(" \t"), phrase):
+        while j < len(tokens) and _must_encode(tokens[j], phrase):
             j += 1
-        lead = token[:len(token) - len(word)]
-        words = encoded_words(word + "".join(tokens[i + 1:j]),
-                              (room if not out else MAX_LINE - 1) - len(lead))
+        lead = token[:1] if out and token[:1] in (" ", "\t") else ""
+        words = encoded_words(token[len(lead):] + "".join(tokens[i + 1:j]),
+                              (room if not out else _EW_LINE - 1) - len(lead))
         out.append(lead + words[0])
         out.extend(" " + word for word in words[1:])
         i = j
     return out
 
 
-def _fold(name: str, tokens: list[str]) -> bytes:
+def _fold(name: str, tokens: list[str], structured: bool = False) -> bytes:
     """``name: tokens`` with a line break before any token (each after the first starts with
-    whitespace) that would take the line past 78 characters."""
+    whitespace) that would take the line past 78 characters, or 76 for a line that holds an
+    encoded-word. In a structured field, a first encoded-word that does not fit after the
+    name goes on the next line (in free text that whitespace would read as part of it)."""
     lines = []
-    line = f"{name}: {tokens[0]}"
+    first = tokens[0]
+    encoded = "=?" in first
+    if structured and encoded and len(name) + 2 + len(first) > _EW_LINE:
+        lines.append(f"{name}:")
+        line = " " + first
+    else:
+        line = f"{name}: {first}"
     for token in tokens[1:]:
-        if len(line) + len(token) > MAX_LINE:
+        has_word = "=?" in token
+        if len(line) + len(token) > (_EW_LINE if encoded or has_word else MAX_LINE):
             lines.append(line)
-            line = token
+            line, encoded = token, has_word
         else:
             line += token
+            encoded = encoded or has_word
     lines.append(line)
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 def encoded_words(text: str, room: int = 75) -> list[str]:
     """``text`` as RFC 2047 UTF-8 encoded-words of at most 75 characters (the first at most
-    ``room``, when that leaves space for some text), split between characters, in Q or B
+    ``room``, if one character fits), split between characters, in Q or B
     encoding, whichever is shorter. Adjacent encoded-words decode as one run of text, and
     the Q alphabet used is the strictest, valid in display names and in free text alike."""
     data = text.encode("utf-8")
@@ -163,7 +191,7 @@ def encoded_words(text: str, room: int = 75) -> list[str]:
     else:
         mode, limit, first = "b", 45, (room - 12) // 4 * 3  # 45 bytes: 60 base64 characters
         pieces = [char.encode("utf-8") for char in text]
-    budget = min(first, limit) if first >= 12 else limit
+    budget = min(max(first, 1), limit)  # the first word holds one character at least
     words: list[str] = []
     current: list[Any] = []
     size = 0
@@ -195,27 +223,6 @@ def _q(char: str) -> str:
         if len(_q_cache) < 4096:
             _q_cache[char] = encoded
     return encoded
-
-
-def _decode_words(display: str) -> str:
-    """A display name that already holds encoded-words (as ``formataddr`` writes them), as
-    the text they stand for; left as it is if they do not decode."""
-    from email.header import decode_header, make_header
-
-    try:
-        return str(make_header(decode_header(display)))
-    except (ValueError, LookupError, UnicodeError):
-        return display
-
-
-def _fallback(name: str, value: str) -> bytes:
-    """Address syntax beyond name-and-address pairs (groups, comments): the email package
-    parses and folds it."""
-    from email.message import EmailMessage
-
-    holder = EmailMessage(policy=policy())
-    holder[name] = value
-    return b"".join(policy().fold_binary(n, v) for n, v in holder.items())
 
 
 def policy() -> EmailPolicy:

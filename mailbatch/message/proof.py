@@ -30,7 +30,7 @@ def prove(message: Rendered) -> None:
     or its report row could not be written."""
     recipient = message.recipient
     where = f"{recipient.where} ({recipient.address})"
-    if not str(message.to).strip():
+    if not message.to:
         raise RenderFailure(f"{where}: to renders empty; every message needs a To address "
                             "(check the to: template and this recipient's data)")
     if not message.envelope_recipients:

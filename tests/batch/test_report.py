@@ -184,6 +184,64 @@ def test_write_report_quotes_awkward_values_in_valid_json_and_csv(tmp_path):
     assert rows[0]["code"] == ""
 
 
+def test_every_envelope_address_is_in_the_report_row_by_header(
+        tmp_path, smtp_server, ca_file, password_env, capsys):
+    """A recipient field holding two addresses gives two copies: the report shows both."""
+    job = make_job(tmp_path, smtp_server, ca_file, """
+    from: reports@example.org
+    subject: Figures
+    text: "Hi\\n"
+    cc: "{{ assistants }}"
+    bcc: ["audit@example.org", '"Archive, Sales" <archive@example.org>']
+    recipients: people.csv
+    """, {"people.csv": 'email,name,assistants\nanne@example.org,Anne,"a1@example.org, '
+                        '""Smith, B"" <a2@example.org>"\nbob@example.org,Bob,\n'})
+
+    code, err = run_cli(capsys, str(job))
+
+    assert code == EXIT_OK, err
+    assert [m.rcpt_tos for m in smtp_server.messages] == [
+        ["anne@example.org", "a1@example.org", "a2@example.org", "audit@example.org",
+         "archive@example.org"],
+        ["bob@example.org", "audit@example.org", "archive@example.org"]]
+    report, rows = read_report(tmp_path)
+    anne, bob = report["recipients"]
+    assert (anne["to"], anne["cc"], anne["bcc"]) == (
+        ["anne@example.org"], ["a1@example.org", "a2@example.org"],
+        ["audit@example.org", "archive@example.org"])
+    assert (bob["to"], bob["cc"]) == (["bob@example.org"], [])
+    assert (rows[0]["to"], rows[0]["cc"], rows[0]["bcc"]) == (
+        "anne@example.org", "a1@example.org, a2@example.org",
+        "audit@example.org, archive@example.org")
+
+
+def test_a_journal_written_before_the_envelope_column_is_upgraded_in_place(tmp_path):
+    import sqlite3
+
+    from mailbatch.batch.journal import Journal
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE deliveries (batch TEXT NOT NULL, key TEXT NOT NULL, idx INTEGER NOT NULL,
+            address TEXT NOT NULL, status TEXT NOT NULL, code INTEGER,
+            message TEXT NOT NULL DEFAULT '', message_id TEXT NOT NULL DEFAULT '',
+            attachments TEXT NOT NULL DEFAULT '[]', attempts INTEGER NOT NULL DEFAULT 0,
+            updated TEXT NOT NULL, PRIMARY KEY (batch, key));
+        INSERT INTO deliveries VALUES ('b', 'old@example.org', 0, 'old@example.org', 'sent',
+            250, 'OK', '<1@x>', '[]', 1, 't');
+    """)
+    old.close()
+
+    with Journal(path) as journal:
+        journal.register("b", "new@example.org", 1, "new@example.org", "<2@x>", [],
+                         {"to": ["new@example.org"], "cc": [], "bcc": ["c@example.org"]})
+        old_row, new_row = journal.entries("b")
+
+    assert old_row.envelope == {} and old_row.status == "sent"
+    assert new_row.envelope == {"to": ["new@example.org"], "cc": [], "bcc": ["c@example.org"]}
+
+
 @pytest.mark.parametrize(("umask", "mode"), [(0o077, 0o600), (0o022, 0o644)])
 def test_report_files_are_as_private_as_the_umask_says(tmp_path, umask, mode):
     """The scheduler's systemd unit sets UMask=0077 so reports (addresses, replies) stay private."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mailbatch import RunOptions, load_job, run
 from mailbatch.batch.spool import Spool
+from mailbatch.job.addresses import Address, parse_addresses
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.attachments import Attachment
 from mailbatch.message.render import Rendered, Renderer
@@ -18,9 +19,10 @@ def message(index: int, **fields: object) -> Rendered:
     address = f"user{index}@example.org"
     values: dict[str, object] = {
         "recipient": Recipient(index, address, f"User {index}", {"n": index}, f"people:{index}"),
-        "sender": SENDER, "to": f"User {index} <{address}>", "cc": ("c@example.org",),
-        "bcc": (), "reply_to": None, "subject": f"Grüße {index}",
-        "headers": (("X-N", str(index)),), "text": "Zeile\n" * index, "html": None,
+        "sender": parse_addresses(SENDER)[0], "to": (Address(f"User {index}", address),),
+        "cc": (Address("", "c@example.org"),), "bcc": (), "reply_to": (),
+        "subject": f"Grüße {index}", "headers": (("X-N", str(index)),),
+        "text": "Zeile\n" * index, "html": None,
         "attachments": (Attachment(Path(f"/files/{index}.pdf"), f"{index}.pdf",
                                    "application/pdf", 100 + index),),
         "message_id": f"<{index}.mailbatch@example.org>",
@@ -30,8 +32,10 @@ def message(index: int, **fields: object) -> Rendered:
 
 
 def test_messages_come_back_from_the_spool_exactly_as_they_went_in(tmp_path):
-    sent = [message(0), message(1, html="<p>ü</p>", text=None, reply_to="r@example.org",
-                                attachments=()), message(2, cc=(), headers=())]
+    sent = [message(0), message(1, html="<p>ü</p>", text=None,
+                                reply_to=(Address("R, Ü", "r@example.org"),), attachments=(),
+                                widened=(("cc", 1, ("a@example.org", "b@example.org")),)),
+            message(2, cc=(), headers=(("Sender", (Address("S", "s@example.org"),)),))]
     with Spool(tmp_path) as spool:
         for rendered in sent:
             spool.add(rendered)
@@ -39,6 +43,8 @@ def test_messages_come_back_from_the_spool_exactly_as_they_went_in(tmp_path):
         back = [spool.take(rendered.recipient) for rendered in sent]
 
     assert back == sent
+    assert all(type(m) is Address for r in back for m in (r.sender, *r.to, *r.cc, *r.reply_to))
+    assert type(back[2].headers[0][1][0]) is Address
 
 
 def test_recipients_passed_over_are_skipped_and_a_missing_one_leaves_the_rest(tmp_path):

@@ -6,6 +6,7 @@ import marshal
 from pathlib import Path
 
 from mailbatch.batch.spool import Spool
+from mailbatch.job.addresses import Address, parse_addresses
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.attachments import Attachment
 from mailbatch.message.inline import InlineImage
@@ -18,7 +19,8 @@ def report(index: int) -> Rendered:
     address = f"user{index}@example.org"
     return Rendered(
         recipient=Recipient(index, address, f"User {index}", {}, f"people:{index}"),
-        sender=SENDER, to=address, cc=(), bcc=(), reply_to=None, subject="Sales",
+        sender=parse_addresses(SENDER)[0], to=(Address("", address),), cc=(), bcc=(),
+        reply_to=(), subject="Sales",
         headers=(), text="Hi\n", html='<img src="cid:logo"><img src="cid:c1@example.org">',
         attachments=(Attachment(Path("/scratch/abc.csv"), "sales-north.csv", "text/csv", 40),),
         message_id=f"<{index}.mailbatch@example.org>",

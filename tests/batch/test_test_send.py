@@ -84,6 +84,8 @@ def test_a_test_send_is_reported_as_a_test_send_not_as_the_batch(job_path, tmp_p
     rows = list(csv.DictReader(csv_path.open(encoding="utf-8")))
     assert [r["message"].split(":")[0] for r in rows] == [f"test send to {TESTER}"]
     assert not (tmp_path / ".mailbatch" / "job.sqlite").exists()  # the journal is untouched
+    # the envelope it went with, not the recipient's own
+    assert (row["to"], row["cc"], row["bcc"]) == ([TESTER], [], [])
 
 
 def test_the_real_run_after_a_test_send_still_sends_to_everyone(

@@ -140,6 +140,28 @@ def test_check_verbose_lists_each_recipient_with_size_and_files(job_path, capsys
     assert "bjorn@example.org:" in err and "south-1.pdf, south-2.pdf, terms.txt" in err
 
 
+def test_check_notes_an_address_field_that_gives_more_addresses_than_its_template_names(
+        smtp_server, ca_file, tmp_path, capsys):
+    """A recipient field holding "a@x, b@y" sends a copy to each: allowed, and shown."""
+    job = write_job(tmp_path, JOB.replace('cc: "Sales Lead <lead@example.org>"',
+                                          'cc: ["Sales Lead <lead@example.org>", '
+                                          '"{{ deputy }}"]')
+                    + smtp_block(smtp_server, ca_file), {
+        **FILES, "managers.csv": "email,name,region,deputy\n"
+                                 "ana@example.org,Ana,north,d1@example.org\n"
+                                 'bjorn@example.org,Bjørn,south,"d2@example.org, '
+                                 '""Ops, Team"" <ops@example.org>"\n'
+                                 "chloe@example.org,Chloé,west,\n"})
+
+    assert main(["check", str(job)]) == 0
+
+    out = capsys.readouterr().out
+    assert ("  note:        cc[1] gives more addresses than its template names (1) for 1 "
+            "recipient(s), e.g. bjorn@example.org: d2@example.org, ops@example.org; each "
+            "address gets the message") in out
+    assert out.count("note:") == 1
+
+
 def test_check_quiet_prints_nothing_when_all_is_well(job_path, password_env, capsys):
     assert main(["check", "-q", str(job_path)]) == 0
 
@@ -207,6 +229,23 @@ def test_preview_needs_no_password_and_no_server(tmp_path, monkeypatch, capsys):
                     f"password_env: {PASSWORD_ENV}}}\n", FILES)
 
     assert main(["preview", str(job)]) == 0
+
+
+def test_preview_shows_names_as_a_mail_reader_does(smtp_server, ca_file, tmp_path, capsys):
+    """Long names are split into several encoded-words; Python's parser would show a space
+    at each split (CPython gh-128110), a mail reader does not."""
+    long_name = "Bérénice-Amélie Rosémonde Dûbois-Bénard Lüdenscheidt-Müller"
+    job = write_job(tmp_path, JOB.replace('cc: "Sales Lead <lead@example.org>"',
+                                          "cc: '\"Smith (Sales), =?utf-8?q?x?=\" "
+                                          "<s@example.org>'")
+                    + smtp_block(smtp_server, ca_file), {
+        **FILES, "managers.csv": f"email,name,region\nana@example.org,{long_name},north\n"})
+
+    assert main(["preview", str(job)]) == 0
+
+    out = capsys.readouterr().out
+    assert f"To: {long_name} <ana@example.org>\n" in out
+    assert 'Cc: "Smith (Sales), =?utf-8?q?x?=" <s@example.org>\n' in out
 
 
 def test_preview_shows_exactly_the_message_a_run_sends(job_path, smtp_server, password_env):

@@ -238,3 +238,18 @@ def test_a_batch_name_that_renders_empty_is_refused(tmp_path, capsys, batch):
     assert code == EXIT_CONFIG
     assert err.strip() == (f"mailbatch: error: {job}: batch: renders to nothing; a batch needs "
                            "a name such as '{{ today }}' or '{{ iso_week }}'")
+
+
+@pytest.mark.parametrize("extra, field, words", [
+    ("headers: {X-" + "N" * 75 + ": v}", "headers.X-" + "N" * 75, "at most 76 characters"),
+    ("attachments: [{pattern: a.pdf, type: tëxt/plain}]", "attachments[0].type",
+     "must be a MIME type"),
+    ("attachments: [{pattern: a.pdf, type: " + "a" * 128 + "/pdf}]", "attachments[0].type",
+     "must be a MIME type"),
+])
+def test_header_names_and_types_too_long_for_a_header_line_or_not_ascii_are_refused(
+        tmp_path, extra, field, words):
+    err = job_error(tmp_path, VALID + f"    {extra}\n")
+
+    assert err.field == field
+    assert words in str(err)

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mailbatch.message.compose
+from mailbatch.job.addresses import Address
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.attachments import Attachment, AttachmentCache
 from mailbatch.message.compose import compose
@@ -44,8 +45,9 @@ def message(folder: Path, text: str | None, html: str | None,
         files.append(Attachment(path, name, "application/octet-stream", len(data)))
     return Rendered(
         recipient=Recipient(0, "anne@example.org", "Anne", {}, "people.csv:2"),
-        sender="Reports <reports@example.org>", to="Anne <anne@example.org>", cc=(), bcc=(),
-        reply_to=None, subject="Weekly sales", headers=(), text=text, html=html,
+        sender=Address("Reports", "reports@example.org"),
+        to=(Address("Anne", "anne@example.org"),), cc=(), bcc=(),
+        reply_to=(), subject="Weekly sales", headers=(), text=text, html=html,
         attachments=tuple(files), message_id="<0123456789abcdef.mailbatch@example.org>",
         inline_images=tuple(inline))
 
@@ -120,7 +122,7 @@ def check(m: Rendered) -> bytes:
 def reference(m: Rendered) -> bytes:
     """The same report built with the email package (add_related for each image)."""
     top = EmailMessage(policy=SMTP)
-    top["From"], top["To"], top["Subject"] = m.sender, m.to, m.subject
+    top["From"], top["To"], top["Subject"] = str(m.sender), str(m.to[0]), m.subject
     if m.text is not None:
         top.set_content(m.text)
         top.add_alternative(m.html or "", subtype="html")

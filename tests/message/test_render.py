@@ -292,3 +292,32 @@ def test_a_recipient_value_in_a_pattern_is_a_literal_name_and_cannot_leave_the_r
     assert code == EXIT_DATA, err
     assert "mallory@example.org" in err and words in err
     assert smtp_server.messages == []
+
+
+@pytest.mark.parametrize("job, words", [
+    ('to: "{{ boss }}"', "to renders empty"),
+    ('cc: "{{ name }} <{{ email }}>"', "cc: 'Smith' in 'Smith, Ann <ann@example.org>' is "
+                                       "not an email address (plain ASCII user@domain); a "
+                                       "name containing a comma must be in double quotes"),
+    ("cc: \"{{ team }}\"", "a group (name: addresses;)"),
+    ("reply_to: \"{{ name }} (Sales) <r@example.org>\"", "reply_to: "),
+    ("headers: {Sender: \"{{ team }}\"}", "headers.Sender: "),
+    ('headers: {Sender: "a@example.org, b@example.org"}',
+     "headers.Sender: must be one address, not 2"),
+])
+def test_an_address_field_that_does_not_read_as_addresses_is_a_render_error(
+        tmp_path, smtp_server, ca_file, password_env, capsys, job, words):
+    path = make_job(tmp_path, smtp_server, ca_file, f"""
+    from: reports@example.org
+    subject: Hi
+    text: "x\\n"
+    {job}
+    recipients:
+      - {{email: ann@example.org, name: "Smith, Ann", boss: "", team: "Sales: a@example.org;"}}
+    """)
+
+    code, err = run_cli(capsys, str(path))
+
+    assert code == EXIT_DATA
+    assert "(ann@example.org)" in err and words in err, err
+    assert smtp_server.messages == [] and smtp_server.connections == 0
