@@ -10,12 +10,11 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
 from mailbatch.errors import JobError
-from mailbatch.job.addresses import Address, AddressError, is_valid_address, parse_addresses
+from mailbatch.job.addresses import Address, AddressError, parse_addresses
 from mailbatch.job.content import ContentKeys, GeneratedSpec, generated_spec, parse_content
 from mailbatch.job.csvfiles import CsvFormat, check_encoding
 from mailbatch.job.fields import Section, kind_of
@@ -79,6 +78,11 @@ class AttachmentSpec:
 class Notify:
     to: str
     when: str = "failures"  # or "always"
+
+    @functools.cached_property
+    def mailbox(self) -> Address:
+        """``to`` as a (name, address) pair, checked by load_job: the summary's one recipient."""
+        return parse_addresses(self.to)[0]
 
 
 @dataclass(frozen=True)
@@ -328,8 +332,12 @@ def _notify(top: Section) -> Notify | None:
         if notify.when not in ("failures", "always"):
             raise sec.error("must be 'failures' or 'always'", "when")
         sec.done()
-    if any(c in notify.to for c in LINE_BREAKS) or not is_valid_address(
-            parseaddr(notify.to)[1]):
-        raise sec.error("is not an email address (plain ASCII user@domain); write it as "
+    try:
+        mailboxes = () if any(c in notify.to for c in LINE_BREAKS) else \
+            parse_addresses(notify.to)
+    except AddressError:
+        mailboxes = ()
+    if len(mailboxes) != 1:
+        raise sec.error("is not an email address (one, plain ASCII user@domain); write it as "
                         "'owner@example.com' or 'Owner <owner@example.com>'", key)
     return notify

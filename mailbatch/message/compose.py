@@ -28,7 +28,7 @@ from email.utils import formatdate
 from typing import Any
 
 from mailbatch.message.attachments import AttachmentCache, base64_lines
-from mailbatch.message.headers import MAX_LINE, MAX_OCTETS, header, policy, unstructured
+from mailbatch.message.headers import MAX_LINE, MAX_OCTETS, header, unstructured
 from mailbatch.message.inline import inline_parts
 from mailbatch.message.render import Rendered, RenderFailure
 from mailbatch.message.template_errors import unencodable
@@ -191,11 +191,3 @@ def _date_line() -> bytes:
     if _date[0] != now:
         _date[:] = [now, f"Date: {formatdate(now, localtime=True)}\r\n".encode("ascii")]
     return _date[1]
-
-
-def __getattr__(name: str) -> Any:
-    """``SMTP``: the email package's policy for 7-bit SMTP, for messages still built with it
-    (the notify summary); imported only when asked for, to keep start-up quick."""
-    if name == "SMTP":
-        return policy()
-    raise AttributeError(name)

@@ -14,15 +14,11 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mailbatch.job.addresses import Address
 
-if TYPE_CHECKING:
-    from email.policy import EmailPolicy
-
-__all__ = ["MAX_LINE", "MAX_OCTETS", "address_list", "encoded_words", "header", "policy",
-           "unstructured"]
+__all__ = ["MAX_LINE", "MAX_OCTETS", "address_list", "encoded_words", "header", "unstructured"]
 
 MAX_LINE = 78  # RFC 5322 2.1.1: SHOULD
 MAX_OCTETS = 998  # RFC 5322 2.1.1: MUST, without the CRLF
@@ -223,10 +219,3 @@ def _q(char: str) -> str:
         if len(_q_cache) < 4096:
             _q_cache[char] = encoded
     return encoded
-
-
-def policy() -> EmailPolicy:
-    """The email package's policy for 7-bit SMTP, imported only when needed."""
-    from email.policy import SMTP
-
-    return SMTP.clone(cte_type="7bit")

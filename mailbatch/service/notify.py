@@ -12,9 +12,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import logging
+import secrets
 import threading
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from pathlib import Path
 
 from mailbatch.batch.report import Report, exit_code_for
@@ -26,7 +26,10 @@ from mailbatch.errors import (
     MailbatchError,
 )
 from mailbatch.job.model import Job
-from mailbatch.message.compose import SMTP
+from mailbatch.job.recipients import Recipient
+from mailbatch.message.attachments import AttachmentCache
+from mailbatch.message.compose import compose
+from mailbatch.message.render import Rendered
 from mailbatch.smtp.credentials import get_secret
 from mailbatch.smtp.transport import SmtpTransport
 
@@ -70,10 +73,10 @@ def send_summary(job: Job, report: Report | None = None,
         log.warning("%s: notify summary to %s not sent: %s", job.name, to, reason)
         return False
     try:
-        data = build_summary(job, report, error).as_bytes()
+        data = build_summary(job, report, error)
         with SmtpTransport(job.smtp, lambda: get_secret(job.smtp, job.path)) as transport:
-            outcome = transport.send(job.sender_address, [to], data, "notify summary",
-                                     lambda: None)
+            outcome = transport.send(job.sender_address, [job.notify.mailbox.address], data,
+                                     "notify summary", lambda: None)
     except MailbatchError as err:
         log.warning("%s: notify summary to %s not sent: %s", job.name, to, err)
         return False
@@ -170,18 +173,27 @@ class Notifier:
 
 
 def build_summary(job: Job, report: Report | None, error: BaseException | None,
-                  now: dt.datetime | None = None) -> EmailMessage:
-    """The summary message: result, counts, recipients not delivered with reasons, report."""
+                  now: dt.datetime | None = None) -> bytes:
+    """The summary message: result, counts, recipients not delivered with reasons, report;
+    composed like every message mailbatch sends (headers.py writes the addresses)."""
     assert job.notify is not None
     headline = _headline(report, error)
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = job.sender
-    msg["To"] = job.notify.to
-    msg["Subject"] = f"[mailbatch] {job.name}" + (f" {report.batch}" if report else "") + \
-        f": {headline}"
-    msg["Date"] = format_datetime(now or dt.datetime.now().astimezone())
-    msg["Message-ID"] = make_msgid("mailbatch-notify", domain=job.sender_domain)
-    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to this
+    owner = job.notify.mailbox
+    summary = Rendered(
+        recipient=Recipient(index=0, address=owner.address, name=owner.name, fields={},
+                            where="notify"),
+        sender=job.mailbox, to=(owner,), cc=(), bcc=(), reply_to=(),
+        subject=f"[mailbatch] {job.name}" + (f" {report.batch}" if report else "")
+        + f": {headline}",
+        headers=(("Auto-Submitted", "auto-generated"),),  # RFC 3834: no vacation replies
+        text="\n".join(_body(job, report, error, headline)) + "\n", html=None, attachments=(),
+        message_id=f"<{secrets.token_hex(12)}.mailbatch-notify@{job.sender_domain}>")
+    return compose(summary, AttachmentCache(),
+                   date=format_datetime(now or dt.datetime.now().astimezone()))
+
+
+def _body(job: Job, report: Report | None, error: BaseException | None,
+          headline: str) -> list[str]:
     lines = [f"Job:       {job.name} ({job.path})", f"Result:    {headline}"]
     if report is not None:
         resumed = " (resumed)" if report.resumed else ""
@@ -205,8 +217,7 @@ def build_summary(job: Job, report: Report | None, error: BaseException | None,
             lines += ["", f"Report:    {paths[0]}", *(f"           {p}" for p in paths[1:])]
         hints = dict.fromkeys(_NEXT[s] for s in _NEXT if report.counts.get(s))
         lines += [f"Next:      {hint}" for hint in hints]
-    msg.set_content("\n".join(lines) + "\n")
-    return msg
+    return lines
 
 
 def _headline(report: Report | None, error: BaseException | None) -> str:

@@ -64,6 +64,28 @@ def test_a_run_with_a_refused_recipient_tells_the_owner_counts_reasons_and_repor
     assert "s3cret" not in body
 
 
+def test_an_owner_with_a_display_name_gets_the_summary_at_the_address_alone(
+        tmp_path, smtp_server_factory, ca_file, password_env):
+    server = smtp_server_factory(reject_pattern=r"^bob@")
+    owner = '"Report Owner (Sales: EMEA, Middle East & Africa)" <owner@example.org>'
+    job = notify_job(tmp_path, server, ca_file, notify=f"'{owner}'")
+    sender = "Sales Reports <reports@example.org>"
+    long_sender = '"ACME Reporting (Northern Europe, Middle East & Africa): Sales Operations" ' \
+        "<reports@example.org>"
+    job.write_text(job.read_text().replace(f"from: {sender}", f"from: '{long_sender}'"))
+
+    assert cli.main(["run", str(job)]) == 1
+
+    [summary] = summaries(server)
+    message = summary.message
+    assert message["To"].addresses[0].display_name == \
+        "Report Owner (Sales: EMEA, Middle East & Africa)"
+    assert message["From"].addresses[0].display_name == \
+        "ACME Reporting (Northern Europe, Middle East & Africa): Sales Operations"
+    head = summary.data.split(b"\r\n\r\n", 1)[0]
+    assert not message.defects and [ln for ln in head.splitlines() if len(ln) > 78] == []
+
+
 def test_a_run_with_no_failures_sends_no_summary_by_default(
         tmp_path, smtp_server, ca_file, password_env):
     assert cli.main(["run", str(notify_job(tmp_path, smtp_server, ca_file))]) == 0
