@@ -24,9 +24,16 @@ from mailbatch.job.addresses import (
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient
 
-__all__ = ["AddressFields", "AddressProblem", "Addressed", "Mailboxes", "Widened"]
+__all__ = ["AddressFields", "AddressProblem", "Addressed", "Mailboxes", "Widened", "mailbox"]
 
 Mailboxes = tuple[Address, ...]
+
+
+def mailbox(name: Any, address: Any) -> str:
+    """The template helper ``mailbox(name, email)``: ``Name <address>``, the name quoted as it
+    needs, so a name from the data holding a comma, a quote or parentheses stays one name
+    (``to: "{{ mailbox(manager_name, manager_email) }}"``)."""
+    return str(Address(tidy_name(str(name)), str(address).strip()))
 # (job key, how many addresses its template names, the addresses it rendered to)
 Widened = tuple[tuple[str, int, tuple[str, ...]], ...]
 

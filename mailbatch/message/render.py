@@ -23,7 +23,13 @@ from mailbatch.job.datafiles import load_data
 from mailbatch.job.fields import path_problem
 from mailbatch.job.model import LINE_BREAKS, GeneratedSpec, Job, TemplateSource
 from mailbatch.job.recipients import Recipient
-from mailbatch.message.addressing import AddressFields, AddressProblem, Mailboxes, Widened
+from mailbatch.message.addressing import (
+    AddressFields,
+    AddressProblem,
+    Mailboxes,
+    Widened,
+    mailbox,
+)
 from mailbatch.message.attachments import Attachment, AttachmentProblem, find
 from mailbatch.message.bodies import Content
 from mailbatch.message.generated import Scratch
@@ -138,6 +144,7 @@ class Renderer:
         common = {"undefined": jinja2.StrictUndefined, "loader": loader,
                   "keep_trailing_newline": True, "auto_reload": False}
         self.text_env = _Environment(autoescape=False, **common)
+        self.text_env.globals["mailbox"] = mailbox  # for to:, cc:, reply_to: and headers
         self.html_env = _Environment(autoescape=True, **common)
         # In attachment patterns a value is a literal name: a region of "*" must not match
         # every region's files (the glob counterpart of HTML autoescaping).

@@ -321,3 +321,25 @@ def test_an_address_field_that_does_not_read_as_addresses_is_a_render_error(
     assert code == EXIT_DATA
     assert "(ann@example.org)" in err and words in err, err
     assert smtp_server.messages == [] and smtp_server.connections == 0
+
+
+def test_the_mailbox_helper_keeps_a_name_from_the_data_one_name(
+        tmp_path, smtp_server, ca_file, password_env, capsys):
+    path = make_job(tmp_path, smtp_server, ca_file, """
+    from: reports@example.org
+    subject: Hi
+    text: "x\\n"
+    to: "{{ mailbox(name, email) }}"
+    cc: "{{ mailbox(boss_name, boss) }}"
+    recipients:
+      - {email: ann@example.org, name: 'Smith, Ann "The Boss"', boss: b@example.org,
+         boss_name: "Jones (Sales): EMEA"}
+    """)
+
+    assert run_cli(capsys, str(path))[0] == EXIT_OK
+
+    [received] = smtp_server.messages
+    assert [(a.display_name, a.addr_spec) for a in received.message["To"].addresses] == [
+        ('Smith, Ann "The Boss"', "ann@example.org")]
+    assert [(a.display_name, a.addr_spec) for a in received.message["Cc"].addresses] == [
+        ("Jones (Sales): EMEA", "b@example.org")]
