@@ -327,11 +327,15 @@ def _check_test_send_options(args: argparse.Namespace) -> None:
 
 
 def _address(value: str) -> str:
-    from mailbatch.job.addresses import is_valid_address
+    from mailbatch.job.addresses import AddressError, ascii_address, is_valid_address
 
-    if not is_valid_address(value.strip()):
+    try:
+        address = ascii_address(value.strip())
+    except AddressError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if not is_valid_address(address):
         raise argparse.ArgumentTypeError(f"{value!r} is not an email address (user@domain)")
-    return value.strip()
+    return address
 
 
 def _limit(value: str) -> int | None:

@@ -15,7 +15,7 @@ import unicodedata
 from typing import NamedTuple
 
 __all__ = ["ADDRESS_HEADERS", "SINGLE_ADDRESS_HEADERS", "Address", "AddressError",
-           "is_valid_address", "name_problem", "parse_addresses", "tidy_name"]
+           "ascii_address", "is_valid_address", "name_problem", "parse_addresses", "tidy_name"]
 
 # Extra header fields (job ``headers:``) that hold mailbox lists: read into pairs like To.
 ADDRESS_HEADERS = frozenset({"sender", "resent-from", "resent-to", "resent-cc", "resent-bcc",
@@ -66,6 +66,34 @@ def is_valid_address(address: str) -> bool:
         return False
     local = address.rpartition("@")[0]
     return not (local.startswith(".") or local.endswith(".") or ".." in local)
+
+
+def ascii_address(address: str) -> str:
+    """``address`` as it can go over the wire: a domain in Unicode (``jose@exämple.com``) in
+    its IDNA form (``jose@xn--exmple-cua.com``). Raises AddressError for what cannot be sent
+    without SMTPUTF8 (which mailbatch does not use: its messages are 7-bit throughout): a
+    name before the ``@`` beyond ASCII. A domain that Python's IDNA rules (2003) would
+    read differently from IDNA 2008 (``straße.de`` becoming ``strasse.de``, another domain)
+    is refused rather than sent somewhere else."""
+    if address.isascii():
+        return address
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address  # not an address at all: is_valid_address says so
+    if not local.isascii():
+        raise AddressError(f"{address!r} has characters beyond ASCII before the '@': such an "
+                           "address needs SMTPUTF8, which mailbatch does not use (its "
+                           "messages are 7-bit); use an ASCII address for this recipient")
+    try:
+        encoded = domain.encode("idna").decode("ascii")
+        back = encoded.encode("ascii").decode("idna")
+    except UnicodeError:
+        raise AddressError(f"{address!r}: {domain!r} is not a valid internationalised domain "
+                           "name") from None
+    if back != unicodedata.normalize("NFC", domain).lower():
+        raise AddressError(f"{address!r}: the domain {domain!r} would be sent as {back!r}, "
+                           "which may be another domain; write it in its xn-- form")
+    return f"{local}@{encoded}"
 
 
 def name_problem(name: str) -> str | None:
@@ -129,6 +157,7 @@ def _parse(text: str) -> tuple[Address, ...]:
             raise AddressError(f"{item!r} has a name but no <address>; write it as "
                                f"{item} <user@example.com>")
         at += 1  # past the comma
+        address = ascii_address(address)
         if not is_valid_address(address):
             hint = ("; a name containing a comma must be in double quotes"
                     if "@" not in address and at < end else "")

@@ -5,12 +5,14 @@ CSV files are read row by row, so a batch of any size costs the same memory.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mailbatch.errors import JobError
+from mailbatch.job.addresses import AddressError, ascii_address
 from mailbatch.job.csvfiles import read_csv
 from mailbatch.job.fileformats import header_problem, load_json
 from mailbatch.job.model import Job, RecipientSource
@@ -69,6 +71,8 @@ def _recipient(index: int, fields: Mapping[str, Any], source: RecipientSource,
         raise JobError(f"has no {source.address_field!r} value; every recipient needs an "
                        "address", path=where)
     address = str(address).strip()
+    with contextlib.suppress(AddressError):  # the render pass says why it cannot be sent
+        address = ascii_address(address)  # a domain in Unicode, as it goes over the wire
     name = str(fields.get(source.name_field) or "").strip()
     return Recipient(index=index, address=address, name=name, fields=dict(fields), where=where)
 

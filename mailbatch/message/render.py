@@ -18,7 +18,7 @@ import jinja2.meta
 import jinja2.nodes
 
 from mailbatch.errors import JobError, MailbatchError
-from mailbatch.job.addresses import Address, is_valid_address
+from mailbatch.job.addresses import Address, AddressError, ascii_address, is_valid_address
 from mailbatch.job.datafiles import load_data
 from mailbatch.job.fields import path_problem
 from mailbatch.job.model import LINE_BREAKS, GeneratedSpec, Job, TemplateSource
@@ -274,6 +274,10 @@ class Renderer:
     def _render(self, recipient: Recipient) -> Rendered:
         where = f"{recipient.where} ({recipient.address})"
         if not is_valid_address(recipient.address):
+            try:
+                ascii_address(recipient.address)
+            except AddressError as err:  # beyond ASCII: the reason is more than syntax
+                raise RenderFailure(f"{where}: {err}") from None
             raise RenderFailure(f"{where}: {recipient.address!r} is not a valid email address; "
                                 "correct it in the recipient list")
         context = {**self.context, **recipient.fields, "recipient": recipient.fields,

@@ -137,7 +137,7 @@ def test_a_password_in_the_job_file_is_refused_naming_the_alternatives(tmp_path)
 
 @pytest.mark.parametrize("sender, words", [
     ("Reports <reports(at)example.org>", "not an email address"),
-    ("Reports <réports@example.org>", "not an email address"),
+    ("Reports <réports@example.org>", "needs SMTPUTF8"),
     ("Reports\\n <reports@example.org>", "one line"),
 ])
 def test_a_sender_that_is_not_one_plain_address_is_refused(tmp_path, sender, words):
