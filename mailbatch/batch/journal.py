@@ -104,6 +104,13 @@ def _other_file(recorded: Path, job_path: Path) -> bool:
         return False
 
 
+def _not_a_journal(path: Path, why: str) -> str:
+    return (f"{path}: this is not a valid mailbatch journal: {why}. It was truncated, replaced "
+            "or damaged, and running on it would send every recipient of this job again. "
+            "Restore the journal from a backup; if this job has never sent anything, delete "
+            "the file and run again")
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
@@ -121,9 +128,25 @@ class Journal:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            existed = path.exists()
+            if existed and path.stat().st_size == 0:
+                raise StateError(_not_a_journal(path, "it is empty (0 bytes)"))
             # timeout: a reader elsewhere (the scheduler's status) may hold the file briefly.
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                       timeout=10)
+        except StateError:
+            raise
+        except OSError as err:
+            raise StateError(f"{path}: cannot open the journal: {err.strerror or err}; check "
+                             "the state_dir folder is writable") from None
+        except sqlite3.Error as err:
+            raise StateError(f"{path}: cannot open the journal: {err}; check the state_dir "
+                             "folder is writable") from None
+        try:
+            tables = {row[0] for row in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if existed and not {"batches", "deliveries", "meta"} <= tables:
+                raise StateError(_not_a_journal(path, "it holds no mailbatch tables"))
             # WAL + NORMAL: a committed state survives the process being killed; only a power
             # loss can lose the last few commits (see README, "Guarantees").
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -134,9 +157,15 @@ class Journal:
                 self.db.execute("ALTER TABLE batches ADD COLUMN clock TEXT")
             self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, "
                             "loc TEXT)")
-        except (OSError, sqlite3.Error) as err:
-            raise StateError(f"{path}: cannot open the journal: {err}; check the state_dir "
-                             "folder is writable") from None
+        except sqlite3.DatabaseError as err:
+            self.db.close()
+            if existed and "not a database" in str(err):
+                raise StateError(_not_a_journal(path, f"it is not a database ({err})")) from None
+            raise StateError(f"{path}: cannot open the journal: {err}; check the disk and the "
+                             "state_dir folder") from None
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -183,9 +212,11 @@ class Journal:
         A batch left with only ``uncertain`` recipients is not one: a resume sends nothing."""
         return [info for info in self._batches("", ()) if info.to_send]
 
-    def create(self, base: str, clock: dt.datetime) -> str:
-        """Start a new batch for ``base``: ``base`` itself, or ``base#N`` if it exists."""
+    def create(self, base: str, clock: dt.datetime, earlier: int = 0) -> str:
+        """Start a new batch for ``base``: ``base`` itself, or ``base#N`` if it exists (or if
+        ``earlier`` batches of it are known from elsewhere, such as a lost journal's report)."""
         count = self._execute("SELECT COUNT(*) FROM batches WHERE base = ?", (base,)).fetchone()[0]
+        count = max(count, earlier)
         batch = base if not count else f"{base}#{count + 1}"
         self._execute("INSERT INTO batches (batch, base, created, clock) VALUES (?, ?, ?, ?)",
                       (batch, base, _now(), clock.isoformat()))
@@ -262,13 +293,33 @@ class Journal:
         return row[0] if row else None
 
     def mark(self, batch: str, key: str, status: str, code: int | None = None,
-             message: str = "", attempts: int = 0) -> None:
+             message: str = "", attempts: int = 0, *,
+             expect: tuple[str, ...] | None = None) -> None:
         """Record a state change, committed at once (autocommit outside begin());
-        ``attempts`` is how many SMTP transactions this change accounts for."""
-        self._execute(
+        ``attempts`` is how many SMTP transactions this change accounts for.
+
+        With ``expect``, the change is made only from one of those states, and a row in any
+        other state stops the run (StateError): something else (another run, a person) is
+        changing this batch, and going on could send a message twice.
+        """
+        if expect is None:
+            self._execute(
+                "UPDATE deliveries SET status = ?, code = ?, message = ?, updated = ?,"
+                " attempts = attempts + ? WHERE batch = ? AND key = ?",
+                (status, code, message, _now(), attempts, batch, key))
+            return
+        marks = ", ".join("?" * len(expect))
+        cursor = self._execute(
             "UPDATE deliveries SET status = ?, code = ?, message = ?, updated = ?,"
-            " attempts = attempts + ? WHERE batch = ? AND key = ?",
-            (status, code, message, _now(), attempts, batch, key))
+            f" attempts = attempts + ? WHERE batch = ? AND key = ? AND status IN ({marks})",
+            (status, code, message, _now(), attempts, batch, key, *expect))
+        if cursor.rowcount != 1:
+            found = self.status(batch, key)
+            raise StateError(
+                f"{self.path}: batch {batch}: {key} is {found or 'not in the journal'}, not "
+                f"{' or '.join(expect)} as this run left it: another run (or a person) is "
+                "changing this batch at the same time; stopping so that nobody gets a message "
+                "twice. Make sure only one run of the job is going, then run again to resume")
 
     def reset_uncertain(self, batch: str) -> int:
         """Make uncertain recipients pending again, for --resend-uncertain."""

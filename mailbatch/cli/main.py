@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,10 +90,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     restore = _configure_logging(args.quiet, args.verbose, getattr(args, "debug_smtp", False))
+    args.stop = threading.Event()
     try:
-        return int(args.func(args))
+        if args.func is not cmd_run:
+            return int(args.func(args))
+        with stop_on_signals(args.stop):  # at once: a SIGTERM while starting stops cleanly
+            return int(args.func(args))
     except MailbatchError as err:
         print(f"mailbatch: error: {err}", file=sys.stderr)
+        for line in _after_error(err):
+            print(line, file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("mailbatch: interrupted", file=sys.stderr)
@@ -114,12 +121,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                                debug=args.debug_smtp, logger=log)
     options = RunOptions(dry_run=args.dry_run, new_batch=args.new_batch, batch=args.batch,
                          resend_uncertain=args.resend_uncertain, debug_smtp=args.debug_smtp,
-                         progress=progress, test_to=args.to,
+                         stop=args.stop, progress=progress, test_to=args.to,
                          test_limit=1 if args.limit is None else (args.limit or None))
     failure: MailbatchError | None = None
     try:
-        with stop_on_signals(options.stop):
-            report = run(job, options)
+        report = run(job, options)
     except MailbatchError as err:
         failure = err
         raise
@@ -133,6 +139,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(report.summary(), file=sys.stderr)
     send_summary(job, report)
     return code
+
+
+def _after_error(err: MailbatchError) -> list[str]:
+    """What follows the error line of a run that began sending: a second error (its report
+    could not be written either), then the batch's summary line, as every such run ends."""
+    lines = []
+    if getattr(err, "report_error", None):
+        lines.append(f"mailbatch: error: {err.report_error}")  # type: ignore[attr-defined]
+    report = getattr(err, "report", None)
+    if report is not None:
+        lines.append(report.summary())
+    return lines
 
 
 def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> Callable[[], None]:

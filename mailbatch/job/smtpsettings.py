@@ -4,13 +4,14 @@ secret comes from (never the secret itself), and the limits and retries of sendi
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailbatch.job.fields import Section
 
-__all__ = ["SECURITY_MODES", "PasswordSource", "Rate", "RetryPolicy", "SmtpSettings",
-           "parse_smtp"]
+__all__ = ["SECURITY_MODES", "FailureLimit", "PasswordSource", "Rate", "RetryPolicy",
+           "SmtpSettings", "parse_smtp"]
 
 SECURITY_MODES = ("tls", "starttls")
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|s|min|m|h)\s*$")
@@ -49,6 +50,19 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class FailureLimit:
+    """When to stop a batch whose messages keep failing for good: after ``in_a_row``
+    permanent failures or uncertain outcomes with no message sent between them, or after
+    ``in_all`` of them in the run; 0 turns a limit off. A server that refuses or times out
+    on every message (a broken account, a filter, a server slower than ``timeout``) would
+    otherwise mark the whole batch refused, failed or uncertain, none of which a resume sends.
+    """
+
+    in_a_row: int = 10
+    in_all: int = 0
+
+
+@dataclass(frozen=True)
 class SmtpSettings:
     host: str
     port: int
@@ -62,6 +76,7 @@ class SmtpSettings:
     max_messages_per_connection: int = 0  # 0: no limit
     rate: Rate | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_failures: FailureLimit = field(default_factory=FailureLimit)
 
     @property
     def where(self) -> str:
@@ -125,6 +140,7 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
         max_messages_per_connection=limit,
         rate=_rate(sec),
         retry=_retry(sec.sub("retry")),
+        max_failures=_max_failures(sec),
     )
     sec.done()
     return settings
@@ -153,3 +169,23 @@ def _retry(sec: Section) -> RetryPolicy:
         raise sec.error("must be at least 1", "attempts")
     sec.done()
     return policy
+
+
+def _max_failures(sec: Section) -> FailureLimit:
+    """``max_failures: N`` (in a row; 0: never stop) or ``{in_a_row: N, in_all: M}``."""
+    value = sec.get("max_failures", (int, Mapping))
+    if value is None:
+        return FailureLimit()
+    if isinstance(value, int):
+        if value < 0:
+            raise sec.error("must be 0 (never stop) or more", "max_failures")
+        return FailureLimit(in_a_row=value, in_all=0)
+    sub = sec.sub("max_failures")
+    default = FailureLimit()
+    limit = FailureLimit(in_a_row=sub.get("in_a_row", int, default.in_a_row),
+                         in_all=sub.get("in_all", int, 0))
+    for name in ("in_a_row", "in_all"):
+        if getattr(limit, name) < 0:
+            raise sub.error("must be 0 (no limit) or more", name)
+    sub.done()
+    return limit
