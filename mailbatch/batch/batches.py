@@ -30,6 +30,19 @@ def batch_to_run(job: Job, journal: Journal, base: str, named: str | None, new_b
     know the batch (``report_of`` gives a batch's report path): the journal was lost, and
     starting over would send them a second copy.
     """
+    journal.begin(immediate=True)  # two runs starting at once must not both create a batch
+    try:
+        chosen = _choose(job, journal, base, named, new_batch, now, report_of)
+    except BaseException:
+        journal.rollback()
+        raise
+    journal.commit()
+    return chosen
+
+
+def _choose(job: Job, journal: Journal, base: str, named: str | None, new_batch: bool,
+            now: dt.datetime,
+            report_of: Callable[[str], Path | None] | None) -> tuple[BatchInfo, bool]:
     if named is not None:
         info = journal.find(named)
         if info is None:

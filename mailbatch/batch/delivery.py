@@ -91,8 +91,8 @@ class Sender:
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._open = False
         abort = getattr(self.transport, "close_quietly", None)
-        if abort is not None and exc_type is not None and not issubclass(exc_type,
-                                                                         InterruptedRun):
+        if abort is not None and exc_type is not None and not issubclass(
+                exc_type, InterruptedRun | TooManyFailuresError):
             abort()  # mid-transaction (a second Ctrl-C, a journal error): no QUIT, no waiting
         else:
             self.transport.close()
@@ -186,7 +186,8 @@ class Sender:
                     raise SessionLostError(f"{name}: the server kept failing ({last.message}); "
                                            f"the rest of the batch is pending: {self.resume} "
                                            "later")
-                return Outcome("deferred", last.code, last.message)
+                return Outcome("deferred", last.code,
+                               f"gave up after {attempt} attempt(s): {last.message}")
             delay = min(self.retry.max_backoff, self.retry.backoff * 2 ** (attempt - 1))
             delay = min(delay * self.rng.uniform(0.5, 1.0), max(0.0, self.retry.max_time - elapsed))
             if not last.session_lost:
@@ -197,7 +198,8 @@ class Sender:
                                   f"{last.message}; to be tried again in this run",
                                   attempts=tries, expect=expect)
                 self.later[key] = _Later(attempt, started, self.monotonic() + delay)
-                return Outcome("later", last.code, last.message)
+                return Outcome("later", last.code,
+                               f"{last.message}; tried again after the others")
             if uncertain:  # a 421 answer to the end of DATA: definitely not delivered
                 self.journal.mark(self.batch, key, "pending", last.code, last.message,
                                   expect=expect)

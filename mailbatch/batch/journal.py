@@ -18,10 +18,12 @@ per run (and per thread), never share one between concurrent runs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +106,25 @@ def _other_file(recorded: Path, job_path: Path) -> bool:
         return False
 
 
+def _create(path: Path) -> None:
+    """Make a new journal whole under a temporary name, then link it into place: a journal at
+    the path is never empty or without its tables, so one that is can only be damage (and
+    a second run starting at the same moment uses the first one's)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    try:
+        db = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+        finally:
+            db.close()
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
 def _not_a_journal(path: Path, why: str) -> str:
     return (f"{path}: this is not a valid mailbatch journal: {why}. It was truncated, replaced "
             "or damaged, and running on it would send every recipient of this job again. "
@@ -129,6 +150,8 @@ class Journal:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             existed = path.exists()
+            if not existed:
+                _create(path)
             if existed and path.stat().st_size == 0:
                 raise StateError(_not_a_journal(path, "it is empty (0 bytes)"))
             # timeout: a reader elsewhere (the scheduler's status) may hold the file briefly.
@@ -180,6 +203,14 @@ class Journal:
         """Every statement goes through here, so a full disk is a StateError, not a traceback."""
         try:
             return self.db.execute(sql, params)
+        except sqlite3.OperationalError as err:
+            if "locked" in str(err) or "busy" in str(err):
+                raise StateError(f"{self.path}: the journal is held by another process "
+                                 f"({err}): is another run of this job going? Stopping; make "
+                                 "sure only one run is going, then run again to resume") \
+                    from None
+            raise StateError(f"{self.path}: cannot update the journal: {err}; check the disk "
+                             "and the state_dir folder, then run again to resume") from None
         except sqlite3.Error as err:
             raise StateError(f"{self.path}: cannot update the journal: {err}; check the disk "
                              "and the state_dir folder, then run again to resume") from None
@@ -243,8 +274,10 @@ class Journal:
 
     # -- recipients ------------------------------------------------------------------------
 
-    def begin(self) -> None:
-        self._execute("BEGIN")
+    def begin(self, immediate: bool = False) -> None:
+        """Open a transaction; ``immediate`` takes the write lock at once, so what is read
+        in it cannot be changed by another connection before it commits."""
+        self._execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     def commit(self) -> None:
         self._execute("COMMIT")

@@ -216,8 +216,8 @@ class SmtpTransport:
         # say whether the server kept the message, and the session is in an unknown state.
         self.close_quietly()
         shown = f"{code} {text}" if code > 0 else repr(text)
-        return Outcome("uncertain", None, "the server answered the end of DATA with "
-                       f"{shown}, which says neither accepted nor refused")
+        return Outcome("uncertain", code if code > 0 else None, "the server answered the end "
+                       f"of DATA with {shown}, which says neither accepted nor refused")
 
     def _announce(self, upcoming: Envelope | None) -> bytes:
         """The next envelope's commands, to be written with the final ``.``; b"" if none."""
