@@ -4,10 +4,18 @@ Why not aiosmtpd: it tops out near 180 messages/s, slower than the clients it wo
 This sink reads DATA in bulk (it searches the buffer for the terminator, it never parses
 lines) and keeps no message bodies, so the client is the bottleneck.
 
-Run as its own process: ``python benchmarks/sink.py --cert C --key K``. It prints one JSON
-line ``{"port": N}`` on stdout once listening, then answers control commands read from
-stdin, one per line: ``stats`` (print counters as JSON), ``reset`` (zero them, print them),
-``quit``. It exits when stdin closes, so it cannot outlive the harness.
+Two modes. ``mta`` (the default) behaves on TCP like the common MTAs (Postfix, Exim,
+Sendmail): Nagle's algorithm stays on for accepted sockets (asyncio turns it off, no MTA
+does), TLS records are read one at a time, and the replies gathered so far are written when
+the data of the records read so far is used up, as Postfix's buffered stream writes before
+it reads again. A client that leaves a small write trailing a reply then waits for its own
+delayed ACK, some 40 ms, as it would against Postfix. ``fast`` is the first sink: asyncio's
+TLS, TCP_NODELAY, replies written once per read of the socket.
+
+Run as its own process: ``python benchmarks/sink.py --cert C --key K [--mode mta|fast]``. It
+prints one JSON line ``{"port": N}`` on stdout once listening, then answers control commands
+read from stdin, one per line: ``stats`` (print counters as JSON), ``reset`` (zero them,
+print them), ``quit``. It exits when stdin closes, so it cannot outlive the harness.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import ssl
 import sys
 from dataclasses import asdict, dataclass
 
-__all__ = ["PASSWORD", "USER", "Counters", "SmtpSink", "main"]
+__all__ = ["MODES", "PASSWORD", "USER", "Counters", "MtaLikeSink", "SmtpSink", "main"]
 
 USER = "bench"
 PASSWORD = "bench-password-not-secret"
@@ -30,6 +38,7 @@ TERMINATOR = b"\r\n.\r\n"
 MAX_LINE = 64 * 1024
 READ_SIZE = 1024 * 1024  # large reads: fewer wake-ups per megabyte of DATA
 SMALL_CHUNK = 16 * 1024
+MODES = ("mta", "fast")
 
 
 @dataclass
@@ -274,6 +283,79 @@ class SmtpSink(asyncio.BufferedProtocol):
             self.reply(b"535 5.7.8 authentication credentials invalid\r\n")
 
 
+class MtaLikeSink(SmtpSink):
+    """The same session, on the wire like Postfix: Nagle on, one TLS record read at a time,
+    pending replies written when the records read so far are used up (see the module)."""
+
+    def __init__(self, counters: Counters, context: ssl.SSLContext) -> None:
+        super().__init__(counters)
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
+        self._raw = bytearray(READ_SIZE)
+        self._raw_view = memoryview(self._raw)
+        self._ready = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # asyncio sets TCP_NODELAY on every socket; MTAs leave Nagle on
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        self.counters.sessions += 1
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._raw_view  # TLS bytes off the socket; decrypted below, record by record
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._incoming.write(self._raw_view[:nbytes])
+        if not self._ready:
+            try:
+                self._tls.do_handshake()
+            except ssl.SSLWantReadError:
+                self._write_out()
+                return
+            except ssl.SSLError:
+                self._abort()
+                return
+            self._ready = True
+            self.reply(b"220 sink.localhost ESMTP ready\r\n")
+            self._flush()
+        while self.transport is not None and not self.transport.is_closing():
+            try:  # SSL_read gives at most one record: Postfix reads the same way
+                size = self._tls.read(READ_SIZE, self.view)
+            except ssl.SSLWantReadError:
+                break
+            except (ssl.SSLZeroReturnError, ssl.SSLError):
+                self._abort()
+                return
+            if not size:
+                self._abort()
+                return
+            if self.in_data and not self.buf:
+                self._scan_data(self.chunk, size)
+            else:
+                self.buf += self.view[:size]
+            self._drain()
+            self._flush()  # the input read so far is used up: write what is pending
+        self._write_out()
+
+    def _flush(self) -> None:
+        if self.pending and self.transport is not None and not self.transport.is_closing():
+            self._tls.write(b"".join(self.pending))
+        self.pending.clear()
+        self._write_out()
+
+    def _write_out(self) -> None:
+        data = self._outgoing.read()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
 async def _control(counters: Counters) -> None:
     """Answer stats/reset on stdin; return (ending the sink) when stdin closes or says quit."""
     loop = asyncio.get_running_loop()
@@ -289,15 +371,20 @@ async def _control(counters: Counters) -> None:
         print(json.dumps(asdict(counters)), flush=True)
 
 
-async def serve(cert: str, key: str, host: str, port: int) -> None:
+async def serve(cert: str, key: str, host: str, port: int, mode: str = "mta") -> None:
     """Listen with implicit TLS until the control channel ends."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     counters = Counters()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SmtpSink(counters), host, port, ssl=context, backlog=512, reuse_address=True
-    )
+    if mode == "mta":  # TLS in the protocol, record by record
+        server = await loop.create_server(
+            lambda: MtaLikeSink(counters, context), host, port, backlog=512,
+            reuse_address=True)
+    else:
+        server = await loop.create_server(
+            lambda: SmtpSink(counters), host, port, ssl=context, backlog=512,
+            reuse_address=True)
     bound = server.sockets[0].getsockname()[1]
     print(json.dumps({"port": bound}), flush=True)
     async with server:
@@ -310,8 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", required=True, help="PEM private key for the server")
     parser.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--mode", choices=MODES, default="mta",
+                        help="mta: Nagle on and replies written as Postfix writes them "
+                             "(default); fast: TCP_NODELAY and asyncio's TLS")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.cert, args.key, args.host, args.port))
+    asyncio.run(serve(args.cert, args.key, args.host, args.port, args.mode))
     return 0
 
 
