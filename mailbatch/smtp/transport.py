@@ -66,8 +66,11 @@ class Transport(Protocol):
              while_waiting: Callable[[], None] | None = None) -> Outcome: ...
 
 
-ONE_WRITE = 64 * 1024  # messages up to this size go out with their final "." in one write
-PIPELINE_MAX = 100  # commands in one pipelined group: MAIL, the RCPTs and DATA
+# A pipelined group (MAIL, the RCPTs, DATA; after a message, its "." too) stays within this
+# many bytes: it arrives in one TLS record, which a server reading 4 KiB at a time (Postfix)
+# reads whole. Split across two reads, the server writes the first replies before reading
+# the rest, and with Nagle on, the later replies wait for the client's delayed ACK.
+GROUP_MAX = 4000
 
 
 class SmtpTransport:
@@ -169,10 +172,9 @@ class SmtpTransport:
                 self.close_quietly()
                 return Outcome("retry", None, "connection lost: the server closed it before "
                                               "the message was sent", session_lost=True)
-            body = _dot_stuff(data)
-            if len(body) > ONE_WRITE:  # a failure while the body goes out: not delivered
-                smtp.send(body)
-                body = b""
+            # The body goes out first: a failure while it does means "not delivered". The
+            # "." then goes in a write of its own, with the next envelope: one small record.
+            smtp.send(_dot_stuff(data))
             tail = self._announce(ahead() if ahead is not None else None)
         except MailbatchError:  # the journal failed while composing the next message: stop
             self.close_quietly()
@@ -185,8 +187,7 @@ class SmtpTransport:
         except BaseException:
             self.close_quietly()  # the server is reading a message: only a hang-up ends it
             raise
-        written = _write(smtp, body, tail)  # the end of DATA, and the next envelope with it
-        del body
+        written = _write(smtp, tail)  # the end of DATA, and the next envelope with it
         if while_waiting is not None and written is None:
             try:
                 while_waiting()
@@ -223,13 +224,12 @@ class SmtpTransport:
         """The next envelope's commands, to be written with the final ``.``; b"" if none."""
         if upcoming is None or not self.pipelining:
             return b""
-        commands = self._commands(upcoming.sender, upcoming.recipients, upcoming.size)
-        if len(commands) > PIPELINE_MAX:
+        group = _group(self._commands(upcoming.sender, upcoming.recipients, upcoming.size))
+        if group is None or len(group) + 3 > GROUP_MAX:
             return b""
         self._ahead = upcoming
         self.sent_ahead += 1
-        return "".join(f"{command}\r\n" for command in commands).encode(
-            self.smtp.command_encoding if self.smtp is not None else "ascii")
+        return group.encode(self.smtp.command_encoding if self.smtp is not None else "ascii")
 
     def _commands(self, sender: str, recipients: list[str] | tuple[str, ...],
                   size: int) -> list[str]:
@@ -248,11 +248,12 @@ class SmtpTransport:
         """
         commands = self._commands(sender, recipients, size)
         replies: list[tuple[int, bytes]] = []
-        # Capped: a client that writes without reading must stay well inside the socket
-        # buffers, or both sides can block writing (RFC 2920, 3.2).
-        if self.pipelining and len(commands) <= PIPELINE_MAX:
+        # Capped (GROUP_MAX): a client that writes without reading must also stay well inside
+        # the socket buffers, or both sides can block writing (RFC 2920, 3.2).
+        group = _group(commands) if self.pipelining else None
+        if group is not None:
             if not sent:
-                smtp.send("".join(f"{command}\r\n" for command in commands))
+                smtp.send(group)
             try:
                 for _ in commands:
                     replies.append(smtp.getreply())
@@ -315,19 +316,24 @@ class SmtpTransport:
         session.hang_up(smtp)
 
 
-def _write(smtp: smtplib.SMTP, body: bytes, tail: bytes) -> OSError | None:
-    """Write the rest of the message, its ``.`` and ``tail`` (the next envelope) in one go;
-    the error if that fails. Not smtp.send(): on a failed write it closes the connection, and
-    the server's reply (perhaps a 250 before a hang-up) may still be there to read: it decides
-    whether the message was delivered."""
+def _group(commands: list[str]) -> str | None:
+    """The commands as one pipelined write, or None if that would be longer than GROUP_MAX."""
+    text = "".join(f"{command}\r\n" for command in commands)
+    return text if len(text) <= GROUP_MAX else None
+
+
+def _write(smtp: smtplib.SMTP, tail: bytes) -> OSError | None:
+    """Write the end of DATA and ``tail`` (the next envelope) in one go; the error if that
+    fails. Not smtp.send(): on a failed write it closes the connection, and the server's
+    reply (perhaps a 250 before a hang-up) may still be there to read: it decides whether
+    the message was delivered."""
     if smtp.debuglevel:
-        size = f"message content: {len(body):,} bytes, then " if body else ""
-        smtp._print_debug("send:", f"[{size}the end of DATA]")  # type: ignore[attr-defined]
+        smtp._print_debug("send:", "[the end of DATA]")  # type: ignore[attr-defined]
         if tail:
             smtp._print_debug("send:", repr(tail.decode(smtp.command_encoding)))  # type: ignore[attr-defined]
     try:
         assert smtp.sock is not None
-        smtp.sock.sendall(body + b".\r\n" + tail)
+        smtp.sock.sendall(b".\r\n" + tail)
     except OSError as err:
         return err
     return None

@@ -37,14 +37,16 @@ def test_every_message_is_received_once_whether_or_not_the_server_offers_pipelin
 
 def test_an_envelope_with_very_many_copies_goes_one_command_at_a_time(
         smtp_server_factory, ca_file, tmp_path, password_env):
+    # Over 4 KB of commands would reach a server that reads 4 KiB at a time (Postfix) in two
+    # reads, and it would answer the first part before reading the rest.
     server = smtp_server_factory()
-    copies = ", ".join(addresses(120, "copy"))
+    copies = ", ".join(addresses(160, "copy"))
     job = batch_job(tmp_path, server, ca_file, 2, extra=f'cc: "{copies}"\n')
 
     result = run_batch(job)
 
     assert result.code == EXIT_OK, result.error
-    assert [len(m.rcpt_tos) for m in server.messages] == [121, 121]
+    assert [len(m.rcpt_tos) for m in server.messages] == [161, 161]
     assert server.pipelined_envelopes == 0
 
 
@@ -177,7 +179,7 @@ def test_a_reply_sent_before_the_final_write_failed_is_still_read():
     theirs.sendall(b"421 4.4.2 Error: timeout exceeded\r\n")
     theirs.close()
 
-    failed = _write(smtp, b"x" * 4_000_000, b"MAIL FROM:<a@example.org>\r\n")
+    failed = _write(smtp, b"MAIL FROM:<a@example.org>\r\n")
 
     assert isinstance(failed, OSError)
     assert smtp.getreply() == (421, b"4.4.2 Error: timeout exceeded")
