@@ -12,23 +12,24 @@ States of a recipient in a batch:
 - ``dry-run``: written to the outbox by a dry run (only in a dry run's throwaway journal).
 
 Each state change is its own committed transaction (WAL mode), so a killed process leaves at
-most one recipient ``uncertain``. One Journal is one connection, for one run: open a new one
+most one recipient ``uncertain``; the sender makes each one only from the state it left the
+recipient in (``mark(..., expect=...)``), so a second run on the same batch stops instead of
+sending a message twice. One Journal is one connection, for one run: open a new one
 per run (and per thread), never share one between concurrent runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mailbatch.batch.journalfile import open_journal
 from mailbatch.errors import StateError
 
 __all__ = ["FINAL", "STATUSES", "TO_SEND", "BatchInfo", "Entry", "Journal"]
@@ -38,32 +39,6 @@ TO_SEND = ("pending", "deferred")
 STATUSES = ("pending", "deferred", "uncertain", "sent", "refused", "failed", "removed",
             "dry-run")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
-    batch TEXT PRIMARY KEY,
-    base TEXT NOT NULL,
-    created TEXT NOT NULL,
-    clock TEXT  -- the first run's clock with its UTC offset: what a resume renders with
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    batch TEXT NOT NULL,
-    key TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    address TEXT NOT NULL,
-    status TEXT NOT NULL,
-    code INTEGER,
-    message TEXT NOT NULL DEFAULT '',
-    message_id TEXT NOT NULL DEFAULT '',
-    attachments TEXT NOT NULL DEFAULT '[]',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    updated TEXT NOT NULL,
-    PRIMARY KEY (batch, key)
-);
-CREATE TABLE IF NOT EXISTS meta (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -106,33 +81,6 @@ def _other_file(recorded: Path, job_path: Path) -> bool:
         return False
 
 
-def _create(path: Path) -> None:
-    """Make a new journal whole under a temporary name, then link it into place: a journal at
-    the path is never empty or without its tables, so one that is can only be damage (and
-    a second run starting at the same moment uses the first one's)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
-    try:
-        db = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            db.execute("PRAGMA synchronous=OFF")  # nothing in it yet that a crash could lose
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-        finally:
-            db.close()
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-            leftover.unlink(missing_ok=True)
-
-
-def _not_a_journal(path: Path, why: str) -> str:
-    return (f"{path}: this is not a valid mailbatch journal: {why}. It was truncated, replaced "
-            "or damaged, and running on it would send every recipient of this job again. "
-            "Restore the journal from a backup; if this job has never sent anything, delete "
-            "the file and run again")
-
-
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
@@ -148,48 +96,7 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            existed = path.exists()
-            if not existed:
-                _create(path)
-            if existed and path.stat().st_size == 0:
-                raise StateError(_not_a_journal(path, "it is empty (0 bytes)"))
-            # timeout: a reader elsewhere (the scheduler's status) may hold the file briefly.
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                      timeout=10)
-        except StateError:
-            raise
-        except OSError as err:
-            raise StateError(f"{path}: cannot open the journal: {err.strerror or err}; check "
-                             "the state_dir folder is writable") from None
-        except sqlite3.Error as err:
-            raise StateError(f"{path}: cannot open the journal: {err}; check the state_dir "
-                             "folder is writable") from None
-        try:
-            tables = {row[0] for row in self.db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if existed and not {"batches", "deliveries", "meta"} <= tables:
-                raise StateError(_not_a_journal(path, "it holds no mailbatch tables"))
-            # WAL + NORMAL: a committed state survives the process being killed; only a power
-            # loss can lose the last few commits (see README, "Guarantees").
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
-            columns = {row[1] for row in self.db.execute("PRAGMA table_info(batches)")}
-            if "clock" not in columns:  # a journal written before batches kept their clock
-                self.db.execute("ALTER TABLE batches ADD COLUMN clock TEXT")
-            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, "
-                            "loc TEXT)")
-        except sqlite3.DatabaseError as err:
-            self.db.close()
-            if existed and "not a database" in str(err):
-                raise StateError(_not_a_journal(path, f"it is not a database ({err})")) from None
-            raise StateError(f"{path}: cannot open the journal: {err}; check the disk and the "
-                             "state_dir folder") from None
-        except BaseException:
-            self.db.close()
-            raise
+        self.db = open_journal(path)
 
     def close(self) -> None:
         self.db.close()

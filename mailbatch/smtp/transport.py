@@ -8,11 +8,8 @@ between retrying, recording and moving on. Session problems (connect, login) rai
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import select
 import smtplib
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,6 +18,7 @@ from mailbatch.errors import MailbatchError
 from mailbatch.job.smtpsettings import SmtpSettings
 from mailbatch.smtp import session
 from mailbatch.smtp.session import reason, reply_text
+from mailbatch.smtp.wire import GROUP_MAX, dot_stuff, group, hung_up, write_end
 
 __all__ = ["Ahead", "Envelope", "Outcome", "SmtpTransport", "Transport"]
 
@@ -66,11 +64,6 @@ class Transport(Protocol):
              while_waiting: Callable[[], None] | None = None) -> Outcome: ...
 
 
-# A pipelined group (MAIL, the RCPTs, DATA; after a message, its "." too) stays within this
-# many bytes: it arrives in one TLS record, which a server reading 4 KiB at a time (Postfix)
-# reads whole. Split across two reads, the server writes the first replies before reading
-# the rest, and with Nagle on, the later replies wait for the client's delayed ACK.
-GROUP_MAX = 4000
 
 
 class SmtpTransport:
@@ -134,7 +127,7 @@ class SmtpTransport:
         waited, say, for a retry); if not, it is closed. Never waits."""
         if self.smtp is None:
             return False
-        if self._ahead is None and _hung_up(self.smtp):
+        if self._ahead is None and hung_up(self.smtp):
             self.close_quietly()
             return False
         return True
@@ -166,7 +159,7 @@ class SmtpTransport:
                                                sent=announced is not None)
             if rejected is not None:
                 return rejected
-            if announced is not None and _hung_up(smtp):
+            if announced is not None and hung_up(smtp):
                 # Accepted early, but the server has left (or spoke out of turn) since: send
                 # nothing it might half-deliver; the message stays safe to send again.
                 self.close_quietly()
@@ -174,7 +167,7 @@ class SmtpTransport:
                                               "the message was sent", session_lost=True)
             # The body goes out first: a failure while it does means "not delivered". The
             # "." then goes in a write of its own, with the next envelope: one small record.
-            smtp.send(_dot_stuff(data))
+            smtp.send(dot_stuff(data))
             tail = self._announce(ahead() if ahead is not None else None)
         except MailbatchError:  # the journal failed while composing the next message: stop
             self.close_quietly()
@@ -187,7 +180,7 @@ class SmtpTransport:
         except BaseException:
             self.close_quietly()  # the server is reading a message: only a hang-up ends it
             raise
-        written = _write(smtp, tail)  # the end of DATA, and the next envelope with it
+        written = write_end(smtp, tail)  # the end of DATA, and the next envelope with it
         if while_waiting is not None and written is None:
             try:
                 while_waiting()
@@ -224,12 +217,12 @@ class SmtpTransport:
         """The next envelope's commands, to be written with the final ``.``; b"" if none."""
         if upcoming is None or not self.pipelining:
             return b""
-        group = _group(self._commands(upcoming.sender, upcoming.recipients, upcoming.size))
-        if group is None or len(group) + 3 > GROUP_MAX:
+        text = group(self._commands(upcoming.sender, upcoming.recipients, upcoming.size))
+        if text is None or len(text) + 3 > GROUP_MAX:
             return b""
         self._ahead = upcoming
         self.sent_ahead += 1
-        return group.encode(self.smtp.command_encoding if self.smtp is not None else "ascii")
+        return text.encode(self.smtp.command_encoding if self.smtp is not None else "ascii")
 
     def _commands(self, sender: str, recipients: list[str] | tuple[str, ...],
                   size: int) -> list[str]:
@@ -250,10 +243,10 @@ class SmtpTransport:
         replies: list[tuple[int, bytes]] = []
         # Capped (GROUP_MAX): a client that writes without reading must also stay well inside
         # the socket buffers, or both sides can block writing (RFC 2920, 3.2).
-        group = _group(commands) if self.pipelining else None
-        if group is not None:
+        together = group(commands) if self.pipelining else None
+        if together is not None:
             if not sent:
-                smtp.send(group)
+                smtp.send(together)
             try:
                 for _ in commands:
                     replies.append(smtp.getreply())
@@ -314,81 +307,3 @@ class SmtpTransport:
         self._ahead = None
         smtp, self.smtp = self.smtp, None
         session.hang_up(smtp)
-
-
-def _group(commands: list[str]) -> str | None:
-    """The commands as one pipelined write, or None if that would be longer than GROUP_MAX."""
-    text = "".join(f"{command}\r\n" for command in commands)
-    return text if len(text) <= GROUP_MAX else None
-
-
-def _write(smtp: smtplib.SMTP, tail: bytes) -> OSError | None:
-    """Write the end of DATA and ``tail`` (the next envelope) in one go; the error if that
-    fails. Not smtp.send(): on a failed write it closes the connection, and the server's
-    reply (perhaps a 250 before a hang-up) may still be there to read: it decides whether
-    the message was delivered."""
-    if smtp.debuglevel:
-        smtp._print_debug("send:", "[the end of DATA]")  # type: ignore[attr-defined]
-        if tail:
-            smtp._print_debug("send:", repr(tail.decode(smtp.command_encoding)))  # type: ignore[attr-defined]
-    try:
-        assert smtp.sock is not None
-        smtp.sock.sendall(b".\r\n" + tail)
-    except OSError as err:
-        return err
-    return None
-
-
-def _hung_up(smtp: smtplib.SMTP) -> bool:
-    """Whether the server hung up (or spoke out of turn) since its last reply: the client has
-    the word, so nothing should have arrived. Never waits. Something readable is looked at
-    without blocking, since TLS may deliver records that carry no data (a TLS 1.3 session
-    ticket or key update): those are no reason to drop the session."""
-    sock = smtp.sock
-    if sock is None:
-        return True
-    tls = isinstance(sock, ssl.SSLSocket)
-    if not (tls and sock.pending()) and not select.select([sock], [], [], 0)[0]:
-        return False
-    timeout = sock.gettimeout()
-    try:
-        sock.setblocking(False)
-        sock.recv(1)  # data out of turn (the session is spoiled) or b"": a hang-up
-        return True
-    except (ssl.SSLWantReadError, BlockingIOError):
-        return False  # a TLS record without data, handled by the read
-    except OSError:
-        return True
-    finally:
-        with contextlib.suppress(OSError):
-            sock.settimeout(timeout)
-
-
-def _dot_stuff(data: bytes) -> bytes:
-    """Double every line-leading dot (RFC 5321 4.5.2); ``data`` already ends in CRLF."""
-    stuffed = data
-    if _line_leading_dot(data):
-        stuffed = data.replace(b"\r\n.", b"\r\n..")
-        if stuffed.startswith(b"."):
-            stuffed = b"." + stuffed
-    if not stuffed.endswith(b"\r\n"):
-        stuffed += b"\r\n"
-    return stuffed
-
-
-def _line_leading_dot(data: bytes) -> bool:
-    """Whether a line may start with a dot. Most of a large message is base64, which has no
-    dots: finding each dot and looking at the byte before it (a memchr) is ten times quicker
-    than searching for CRLF-dot. After as many dots as that search would cost, say maybe.
-    A small message (often text full of dots) is searched outright."""
-    if len(data) <= 16 * 1024:
-        return data.startswith(b".") or b"\n." in data
-    start = 0
-    for _ in range(64 + len(data) // 2048):
-        dot = data.find(b".", start)
-        if dot < 0:
-            return False
-        if dot == 0 or data[dot - 1] == 0x0A:
-            return True
-        start = dot + 1
-    return True

@@ -14,7 +14,8 @@ import pytest
 
 from mailbatch.batch.sending import Lookahead
 from mailbatch.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, StateError
-from mailbatch.smtp.transport import _hung_up, _write
+from mailbatch.smtp.wire import hung_up as _hung_up
+from mailbatch.smtp.wire import write_end as _write
 from tests.batchjobs import addresses, batch_job, run_batch
 
 COPIES = 'cc: "copies@example.org"\n'
