@@ -37,8 +37,9 @@ LEGEND = [
     "R: report mails (text + HTML, a PDF per recipient, a PNG shared), 200 and 2,000; the "
     "wire limit there is the plain smtplib loop the targets of issue 15 compare with; "
     "mailbatch runs with its defaults and with smtp.pipelining: false, start-up included.",
-    "The sink behaves on TCP like the common MTAs unless --sink fast: Nagle on, TLS records "
-    "read one at a time, replies written as Postfix writes them.",
+    "The sink behaves on TCP like the common MTAs unless --sink fast: Nagle on, at most 4 KiB "
+    "of a TLS record read at a time, the replies gathered so far written before each read, as "
+    "Postfix does.",
     "wire limit, pipelined: the same prebuilt messages with PIPELINING (RFC 2920), which "
     "smtplib cannot do: MAIL, RCPT and DATA in one write, then the message, its \".\" and the "
     "next message's MAIL, RCPT and DATA in another; the most any client can do here.",

@@ -57,9 +57,10 @@ def send_all(plan: SendPlan, sender: Sender) -> None:
 
 
 def _send(plan: SendPlan, sender: Sender, messages: Iterator[Composed], ahead: bool) -> set[str]:
-    """One pass; returns the keys it delivered (or tried to). In the first pass the next
-    message's envelope goes out with each message's end; set-aside messages each wait for
-    their own time, so nothing is announced ahead of them."""
+    """One pass. The first (``ahead``) sends the next message's envelope with each message's
+    end; set-aside messages each wait for their own time, so nothing is announced ahead of
+    them, and that pass returns the keys it reached (the first returns none: memory stays
+    flat for any batch size)."""
     sender_address = plan.job.sender_address  # a property that parses ``from`` each call
     upcoming = Lookahead(messages, sender_address)
     reached: set[str] = set()
@@ -68,7 +69,8 @@ def _send(plan: SendPlan, sender: Sender, messages: Iterator[Composed], ahead: b
         del message
         if plan.lock is not None:
             plan.lock.check()
-        reached.add(recipient.key)
+        if not ahead:
+            reached.add(recipient.key)
         name = f"{recipient.index + 1:06d}-{recipient.address}"
         small = len(data) <= LOOKAHEAD  # a large message is freed before the next is composed
         outcome = sender.deliver(recipient.key, sender_address, rendered.envelope_recipients,

@@ -259,3 +259,31 @@ def test_an_error_while_composing_ahead_is_raised_when_the_message_is_taken():
     with pytest.raises(StateError, match="disk I/O error"):
         ahead.take()
     assert ahead.take() is None
+
+
+def test_the_end_of_data_and_the_next_envelope_go_out_in_one_small_write(
+        smtp_server, ca_file, tmp_path, password_env, monkeypatch):
+    # Against a server with Nagle on that reads 4 KiB at a time (Postfix), an envelope written
+    # on its own after the ".", or a "." and envelope split across two of its reads, gets its
+    # replies only after the client's delayed ACK: ~40 ms a message.
+    writes: list[bytes] = []
+    real_sendall = ssl.SSLSocket.sendall
+
+    def recording(self: ssl.SSLSocket, data: bytes, flags: int = 0) -> None:
+        if threading.current_thread() is threading.main_thread():
+            writes.append(bytes(data))
+        real_sendall(self, data, flags)
+
+    monkeypatch.setattr(ssl.SSLSocket, "sendall", recording)
+    job = batch_job(tmp_path, smtp_server, ca_file, 5, extra=COPIES)
+
+    assert run_batch(job).code == EXIT_OK
+
+    ends = [w for w in writes if w.startswith(b".\r\n")]
+    envelopes_alone = [w for w in writes if w.startswith(b"MAIL FROM")]
+    assert len(ends) == 5
+    assert all(b"MAIL FROM:<reports@example.org>" in w and w.endswith(b"DATA\r\n")
+               for w in ends[:-1])
+    assert all(len(w) <= 4000 for w in ends)
+    assert ends[-1] == b".\r\n"  # the last message: nothing follows
+    assert len(envelopes_alone) == 1  # only the first message's, after the login
