@@ -20,9 +20,12 @@ from results import NAIVE, PER_MESSAGE, WIRE, WIRE_PIPELINED, Results, Row, Run
 from sink import PASSWORD
 from workload import PASSWORD_ENV, Workdir
 
-__all__ = ["MAILBATCH", "Bench", "Sizes"]
+__all__ = ["MAILBATCH", "PLAIN", "REPORT", "REPORT_COLD", "Bench", "Sizes"]
 
 MAILBATCH = "mailbatch"
+PLAIN = "mailbatch, plain (A's job)"  # workload D: the same batch without report features...
+REPORT = "mailbatch, report, charts cached"  # ...with them, charts drawn by an earlier check
+REPORT_COLD = "mailbatch, report, charts drawn"  # ...and with every chart drawn in the run
 WIRE_DEFAULT = "wire limit, no TCP_NODELAY"
 MIB = 1024 * 1024
 
@@ -48,6 +51,7 @@ class Sizes:
     c_dry: tuple[int, ...] = (10_000, 100_000)
     c_big: int = 1_000
     c_big_bytes: int = 20 * MIB
+    d: int = 2_000
     pdf_bytes: int = 100 * 1024
     reps: int = 3
     startup_runs: int = 10
@@ -56,7 +60,7 @@ class Sizes:
 QUICK = Sizes(a=50, a_naive=50, a_per_message=10, a_wire=50, a_wire_default=20,
               a_wire_pipelined=50, a_pool=50, b=50, b_naive=50, b_per_message=10, b_wire=50,
               b_wire_default=50, b_wire_pipelined=50, b_pool=50, c_dry=(50, 100),
-              c_big=5, c_big_bytes=1 * MIB, reps=1, startup_runs=3)
+              c_big=5, c_big_bytes=1 * MIB, d=50, reps=1, startup_runs=3)
 
 
 class Bench:
@@ -98,7 +102,7 @@ class Bench:
 
     def mailbatch(self, work: Workdir, workload: str, label: str = MAILBATCH,
                   dry_run: bool = False, seconds_per_message: float = 0.05,
-                  tmpdir: Path | None = None) -> Run:
+                  tmpdir: Path | None = None, extra_env: dict[str, str] | None = None) -> Run:
         """One ``python -m mailbatch run job.yaml`` with a fresh state dir, outbox and report;
         ``tmpdir`` is its TMPDIR (where a dry run keeps its journal and spool)."""
         shutil.rmtree(work.out, ignore_errors=True)
@@ -108,6 +112,7 @@ class Bench:
         self.sink.reset()
         sink_cpu = self.sink.cpu_seconds()
         env = self.env if tmpdir is None else {**self.env, "TMPDIR": str(tmpdir)}
+        env = {**env, **(extra_env or {})}
         done = run_measured(args, cwd=work.root, env=env, peak_rss=True,
                             timeout=60 + work.count * seconds_per_message)
         sink_cpu = self.sink.cpu_seconds() - sink_cpu
@@ -216,6 +221,48 @@ class Bench:
                 continue
             self.results.summarise(workload, label, note)
         self.results.ratios(workload)
+
+    def features(self, plain: Workdir, report: Workdir, reps: int, charts: bool) -> None:
+        """Workload D: the same batch without and with the report features (CSS inlining,
+        the table filter, an inline chart per region), alternating, ``reps`` rounds each.
+        With the features twice: the charts drawn by an earlier ``mailbatch check`` of the
+        job (in the chart cache, as after check, preview or a dry run), and drawn in the run
+        itself (an empty cache)."""
+        warm, cold = plain.root / "chart-cache", plain.root / "chart-cache-empty"
+        check = run_measured(["mailbatch", "check", report.job.name], cwd=report.root,
+                             env={**self.env, "MAILBATCH_CACHE_DIR": str(warm)}, timeout=300)
+        if check.returncode != 0:
+            self.results.notes.append(f"D: mailbatch check failed: {check.tail(1)}")
+        runs = {PLAIN: (plain, {}), REPORT: (report, {"MAILBATCH_CACHE_DIR": str(warm)}),
+                REPORT_COLD: (report, {"MAILBATCH_CACHE_DIR": str(cold)})}
+        for rep in range(reps):
+            order = list(runs) if rep % 2 == 0 else list(reversed(runs))
+            for label in order:
+                if any(not r.valid for r in self.results.runs
+                       if r.workload == "D" and r.contender == label):
+                    continue  # it failed once: it would fail alike
+                shutil.rmtree(cold, ignore_errors=True)
+                work, env = runs[label]
+                result = self.mailbatch(work, "D", label, extra_env=env)
+                self.results.runs.append(result)
+                status = "ok" if result.valid else f"INVALID ({result.error})"
+                print(f"  D rep {rep + 1}/{reps} {label:<33} {result.count:>7,} msgs "
+                      f"{result.seconds:8.2f} s  {status}", flush=True)
+        what = ("a <style> block inlined, the table filter in text and HTML, one chart per "
+                "region inline" if charts else
+                "a <style> block inlined, the table filter in text and HTML, one prepared "
+                "PNG per region inline (matplotlib is not installed: no chart drawn)")
+        rows = [self.results.summarise("D", PLAIN, "A's templates, PDF and recipients"),
+                self.results.summarise("D", REPORT, f"{what}; the 8 charts in the cache"),
+                self.results.summarise("D", REPORT_COLD, f"{what}; the 8 charts drawn in the "
+                                                         "run (empty cache)")]
+        base = rows[0].median_s
+        for row in rows[1:]:
+            if base and row.median_s:
+                self.results.notes.append(
+                    f"D: {row.contender}: {row.median_s / base:.2f}x the time of the same "
+                    f"batch without the features ({row.median_s:.2f} s against {base:.2f} s "
+                    f"for {plain.count:,} messages; target 1.5x with the charts cached).")
 
     def _mailbatch_failed(self, workload: str) -> bool:
         """After one failed mailbatch run, skip its remaining rounds: they would fail alike."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import shutil
 import signal
 import sys
@@ -20,7 +21,7 @@ from phases import MAILBATCH, QUICK, Bench, Sizes
 from reports import MtaTarget, Server, run_reports
 from results import WIRE, Results
 from sink import MODES, PASSWORD, USER
-from workload import make_workdir
+from workload import make_workdir, report_job
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -63,8 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="tiny sizes and one round: a smoke run for tests (well under 30 s)")
     parser.add_argument("--out", type=Path, default=HERE / "out",
                         help="results and scratch folder (default benchmarks/out)")
-    parser.add_argument("--only", default="ABCR",
-                        help="workloads to run, e.g. AB (default ABCR; R also runs against "
+    parser.add_argument("--only", default="ABCDR",
+                        help="workloads to run, e.g. AB (default ABCDR; R also runs against "
                              "the MTA of MAILBATCH_MTA_HOST when that is set)")
     parser.add_argument("--sink", choices=MODES, default="mta",
                         help="mta: the sink behaves on TCP like Postfix (Nagle on, replies "
@@ -93,7 +94,8 @@ def choose_sizes(args: argparse.Namespace) -> Sizes:
         sizes = dataclasses.replace(
             sizes, a=a, b=b, **subsets,
             c_dry=tuple(max(10, round(n * args.scale)) for n in sizes.c_dry),
-            c_big=max(2, round(sizes.c_big * args.scale)))
+            c_big=max(2, round(sizes.c_big * args.scale)),
+            d=max(10, round(sizes.d * args.scale)))
     if args.reps is not None:
         sizes = dataclasses.replace(sizes, reps=max(1, args.reps))
     return sizes
@@ -188,6 +190,12 @@ def run_workloads(bench: Bench, s: Sizes, work: Path, ca_pem: Path, only: str) -
         bench.memory(f"mailbatch run {s.c_big:,} x {big:g} MiB", job, dry_run=False,
                      seconds_per_message=2.0)
         shutil.rmtree(job.root, ignore_errors=True)
+    if "D" in only:
+        charts = importlib.util.find_spec("matplotlib") is not None
+        print(f"workload D: {s.d:,} recipients as in A, without and with the report features "
+              f"({'charts drawn' if charts else 'no matplotlib: a prepared PNG per region'})")
+        plain = make_workdir(work / "D", s.d, port, ca_pem, s.pdf_bytes)
+        bench.features(plain, report_job(plain, port), s.reps, charts)
 
 
 R_SIZES = (200, 2_000)

@@ -7,13 +7,17 @@ seeded, so two runs of the benchmark send byte-for-byte comparable mail.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import random
 import shutil
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FROM", "FROM_ADDR", "PASSWORD_ENV", "REGIONS", "Workdir", "make_pdf", "make_workdir"]
+__all__ = ["FROM", "FROM_ADDR", "PASSWORD_ENV", "REGIONS", "Workdir", "make_pdf", "make_workdir",
+           "report_job"]
 
 FROM = "Sales Reports <reports@example.com>"
 FROM_ADDR = "reports@example.com"
@@ -97,7 +101,7 @@ def make_pdf(size: int, seed: int = 7) -> bytes:
     return bytes(out)
 
 
-def _job_yaml(port: int, attachment: str | None) -> str:
+def _job_yaml(port: int, attachment: str | None, templates: str = "report") -> str:
     attachments = f"attachments:\n  - {attachment}\n" if attachment else ""
     return (
         "smtp:\n"
@@ -109,8 +113,8 @@ def _job_yaml(port: int, attachment: str | None) -> str:
         "  timeout: 30\n"
         f'from: "{FROM}"\n'
         f'subject: "{SUBJECT}"\n'
-        "text_template: templates/report.txt.j2\n"
-        "html_template: templates/report.html.j2\n"
+        f"text_template: templates/{templates}.txt.j2\n"
+        f"html_template: templates/{templates}.html.j2\n"
         "recipients: recipients.csv\n"
         "data:\n"
         "  sales: sales.json\n"
@@ -150,3 +154,29 @@ def make_workdir(
     job = root / "job.yaml"
     job.write_text(_job_yaml(port, attachment_name if pdf else None))
     return Workdir(root, job, recipients, sales, pdf, count)
+
+
+def report_job(work: Workdir, port: int) -> Workdir:
+    """The same batch as ``work`` with the report features (workload D): a <style> block
+    inlined, the table filter in both bodies, and one inline chart per region (drawn once
+    each; without matplotlib, one prepared PNG per region, read and encoded once each)."""
+    charts = work.root / "charts"
+    charts.mkdir(exist_ok=True)
+    for i, region in enumerate(REGIONS):
+        (charts / f"{region}.png").write_bytes(_png(600, 300, (37, 99, 235 - i * 20)))
+    job = work.root / "job-report.yaml"
+    job.write_text(_job_yaml(port, work.attachment.name if work.attachment else None,
+                             templates="report-styled"))
+    return dataclasses.replace(work, job=job)
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A one-colour PNG (the stand-in for a chart when matplotlib is not installed)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    row = b"\x00" + bytes(rgb) * width
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))

@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_NOPERM",
     "EXIT_OK",
     "EXIT_PARTIAL",
+    "EXIT_SOFTWARE",
     "EXIT_TEMPFAIL",
     "EXIT_UNAVAILABLE",
     "EXIT_UNFINISHED",
@@ -43,6 +44,7 @@ EXIT_ALREADY_RUNNING = 3  # another run of this job holds its lock
 EXIT_UNFINISHED = 4  # an older batch of this job still has recipients to send; nothing was sent
 EXIT_FAILURES = 5  # smtp.max_failures: too many permanent failures or uncertain outcomes
 EXIT_DATA = 65  # EX_DATAERR: a message could not be rendered; nothing was sent
+EXIT_SOFTWARE = 70  # EX_SOFTWARE: a bug in mailbatch (the traceback is in a crash log)
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: could not connect or TLS failed; nothing more was sent
 EXIT_IO = 74  # EX_IOERR: the report, outbox or journal could not be written
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: the server kept failing mid-batch; re-run to resume

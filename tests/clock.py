@@ -9,10 +9,10 @@ __all__ = ["FakeClock"]
 
 
 class FakeClock:
-    """Callable like ``datetime.datetime.now``: naive local time, changed only by the test."""
+    """Callable like the service's clock: an aware datetime, changed only by the test."""
 
     def __init__(self, start: dt.datetime) -> None:
-        self._now = start
+        self._now = _aware(start)
         self._lock = threading.Lock()
 
     def __call__(self) -> dt.datetime:
@@ -26,4 +26,10 @@ class FakeClock:
 
     def set(self, moment: dt.datetime) -> None:
         with self._lock:
-            self._now = moment
+            self._now = _aware(moment)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    if moment.tzinfo is None:
+        raise ValueError("the service's clock gives aware datetimes: add a tzinfo")
+    return moment

@@ -54,3 +54,12 @@ def password_env(monkeypatch: pytest.MonkeyPatch) -> str:
     """Put the test password where smtp.password_env points; returns the variable's name."""
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     return PASSWORD_ENV
+
+
+@pytest.fixture(autouse=True)
+def chart_cache(tmp_path_factory: pytest.TempPathFactory,
+                monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test draws its charts afresh, into a cache of its own (never the user's)."""
+    folder = tmp_path_factory.mktemp("chart-cache")
+    monkeypatch.setenv("MAILBATCH_CACHE_DIR", str(folder))
+    return folder

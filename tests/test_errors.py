@@ -44,6 +44,7 @@ class Case:
     setup: Callable[[Path, pytest.MonkeyPatch], None] | None = None
     secret: str | None = None  # must never appear in the output
     server: str = "tls"
+    with_smtp: bool = True  # False: the job file has no smtp block appended
 
 
 def _unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,6 +77,16 @@ def _closed_port() -> int:
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+BOMB = "".join(f"{chr(97 + i)}: &{chr(97 + i)} [" + ", ".join(
+    [f"*{chr(96 + i)}"] * 9 if i else ['"lol"'] * 9) + "]\n" for i in range(9))
+PASTED = "Tr0ub4dor-Zq8!x"  # a password pasted where the command goes
+
+
+def _no_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dry run or test send must not read the secret: make reading it fail loudly."""
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
 
 
 CONFIG, DATA, UNAVAILABLE, NOPERM, USAGE = 78, 65, 69, 77, 2
@@ -218,6 +229,43 @@ CASES = [
          server="plain-no-starttls", commands=CONNECT),
     Case("login refused", HEAD, NOPERM, ("login refused by 127.0.0.1 for mailer: 535",),
          setup=_wrong_password, secret="not-the-password", commands=CONNECT),
+    # -- inputs nobody wrote a test for: one case per class of the outside corpus ---------------
+    Case("recipients csv with a repeated column (wrong recipient)", FROM + SUBJECT + TEXT +
+         "recipients: r.csv\n", CONFIG, ("r.csv:1", "column 3 ('email') repeats column 1"),
+         files={"r.csv": "email,name,email\nann@example.org,Ann,eve@example.org\n"}),
+    Case("to that renders empty for one recipient (render first)",
+         HEAD.replace("name: Ann}", "name: Ann, boss: lead@example.org}") +
+         "to: \"{{ boss | default('') }}\"\n", DATA,
+         ("job.yaml:6 (bob@example.org)", "to renders empty")),
+    Case("alias bomb in cc (unbounded)", HEAD + BOMB + "cc: *i\n", CONFIG,
+         ("job.yaml:", "aliases (*name) expand to more than")),
+    Case("range of a billion in a template (unbounded)",
+         HEAD.replace(TEXT, 'text: "{% for i in range(10**9) %}{% endfor %}"\n'), DATA,
+         ("(ann@example.org)", "text line 1: Range too big")),
+    Case("a 4,000-digit port (unbounded)", HEAD, CONFIG, ("smtp.port", "between 1 and 65535"),
+         smtp={"port": 10**4000}),
+    Case("no smtp section (traceback)", HEAD, CONFIG, ("job.yaml", "smtp: is required"),
+         with_smtp=False),
+    Case("division by zero with recipient data (traceback)",
+         HEAD.replace("name: Bob}", "name: Bob, count: 0}").replace("name: Ann}",
+                                                                 "name: Ann, count: 2}") +
+         'headers: {X-Share: "{{ 100 // count }}"}\n', DATA,
+         ("job.yaml:6 (bob@example.org)", "headers.X-Share line 1", "ZeroDivisionError")),
+    Case("dry run with notify and a render error (mail sent)",
+         HEAD.replace("{{ name }}", "{{ nme }}") + "notify: owner@example.org\n", DATA,
+         ("'nme' is undefined",), commands=("run --dry-run", "run --to me@example.org"),
+         setup=_no_password),
+    Case("password pasted as the password command (leak)", HEAD, CONFIG,
+         ("smtp.password_command", "not found", "not shown"),
+         smtp={"password_env": None, "password_command": PASTED}, secret=PASTED,
+         commands=CONNECT),
+    Case("control characters in recipient data (leak)",
+         HEAD.replace("bob@example.org", '"bob\\e[2J@example.org"'), DATA,
+         ("bob\\x1b[2J@example.org",), secret="\x1b"),
+    Case("notify that is not an address (smaller)", HEAD + "notify: owner at example\n",
+         CONFIG, ("job.yaml:7", "notify", "is not an email address")),
+    Case("smtp of the wrong type (smaller)", HEAD + "smtp: [mail.example.org, 465]\n", CONFIG,
+         ("job.yaml:7", "smtp: must be a mapping"), with_smtp=False),
     # -- the command line ---------------------------------------------------------------------
     Case("preview of a recipient not in the list", HEAD, USAGE,
          ("job.yaml", "'carol@example.org' is not in the recipient list", "from 1 to 2"),
@@ -260,7 +308,7 @@ def test_bad_input_gets_one_clear_message_and_its_exit_code_and_nothing_is_sent(
     job = tmp_path / "job.yaml"
     if case.job is not None:
         trusted = settings.pop("ca_file", ca_file)
-        text = case.job + smtp_block(server, trusted, **settings)
+        text = case.job + (smtp_block(server, trusted, **settings) if case.with_smtp else "")
         write_job(tmp_path, "placeholder\n", case.files)
         if "\udcff" in text:  # stands for a byte that is not UTF-8
             job.write_bytes(text.encode("utf-8", "surrogateescape"))

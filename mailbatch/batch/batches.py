@@ -18,21 +18,23 @@ log = logging.getLogger(__name__)
 
 
 def batch_to_run(job: Job, journal: Journal, base: str, named: str | None, new_batch: bool,
-                 now: dt.datetime,
+                 now: dt.datetime, leave_unfinished: bool = False,
                  report_of: Callable[[str], Path | None] | None = None) -> tuple[BatchInfo, bool]:
     """The batch to run and whether it is resumed.
 
     ``named`` (``--batch``) is that batch of the journal. Otherwise the latest batch of this
     identity is resumed. A new one is refused while an older batch still has recipients to
     send (a ``{{ today }}`` batch interrupted before midnight and run again after it would
-    otherwise leave them without theirs), unless ``new_batch``. It is refused too when the
+    otherwise leave them without theirs), unless ``new_batch`` or ``leave_unfinished`` (what
+    the scheduler does once it has tried to finish the older one: unlike ``new_batch``, it
+    resumes this period's batch if there is one). It is refused too when the
     report of a batch of that name lists recipients as sent although the journal does not
     know the batch (``report_of`` gives a batch's report path): the journal was lost, and
     starting over would send them a second copy.
     """
     journal.begin(immediate=True)  # two runs starting at once must not both create a batch
     try:
-        chosen = _choose(job, journal, base, named, new_batch, now, report_of)
+        chosen = _choose(job, journal, base, named, new_batch, now, leave_unfinished, report_of)
     except BaseException:
         journal.rollback()
         raise
@@ -41,7 +43,7 @@ def batch_to_run(job: Job, journal: Journal, base: str, named: str | None, new_b
 
 
 def _choose(job: Job, journal: Journal, base: str, named: str | None, new_batch: bool,
-            now: dt.datetime,
+            now: dt.datetime, leave_unfinished: bool,
             report_of: Callable[[str], Path | None] | None) -> tuple[BatchInfo, bool]:
     if named is not None:
         info = journal.find(named)
@@ -54,14 +56,14 @@ def _choose(job: Job, journal: Journal, base: str, named: str | None, new_batch:
     if latest is not None:
         return latest, True
     older = journal.unfinished()
-    if older and not new_batch:
+    if older and not (new_batch or leave_unfinished):
         first = older[0]
         raise UnfinishedBatchError(
             f"{job.path}: batch {first.batch} is unfinished ({first.to_send} recipient(s) still "
             f"to send), so batch {base} was not started and nothing was sent; finish it with "
             f"'mailbatch run --batch {first.batch} {job.path}', or start {base} anyway with "
             "--new-batch", batch=first.batch)
-    if older:
+    if older and new_batch:  # the scheduler logs its own reason
         log.warning("%s: starting batch %s (--new-batch) while batch %s still has %d "
                     "recipient(s) to send; they are sent only by 'mailbatch run --batch %s'",
                     job.name, base, older[0].batch, older[0].to_send, older[0].batch)

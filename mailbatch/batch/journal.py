@@ -98,6 +98,21 @@ class Journal:
         self.path = path
         self.db = open_journal(path)
 
+    @classmethod
+    def reader(cls, path: Path) -> Journal:
+        """The journal opened read-only, for a look from outside any run (the scheduler, at
+        start): it creates and changes nothing, so it is safe while a run writes the file.
+        Raises StateError if it does not exist or cannot be read."""
+        journal = cls.__new__(cls)
+        journal.path = path
+        try:
+            journal.db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True,
+                                         isolation_level=None, check_same_thread=False,
+                                         timeout=2)
+        except sqlite3.Error as err:
+            raise StateError(f"{path}: cannot read the journal: {err}") from None
+        return journal
+
     def close(self) -> None:
         self.db.close()
 

@@ -22,6 +22,8 @@ from mailbatch.errors import EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL, StateError
 __all__ = ["CSV_COLUMNS", "Report", "atomic_file", "check_writable", "exit_code_for",
            "sent_in_report", "write_report"]
 
+_UMASK = os.umask(0o022)  # read once, at import (before any thread): os.umask only sets it
+os.umask(_UMASK)
 CSV_COLUMNS = ("index", "address", "status", "code", "message", "message_id", "attachments",
                "attempts", "time")
 
@@ -171,7 +173,7 @@ def atomic_file(path: Path, newline: str | None = None,
             if durable:
                 file.flush()
                 os.fsync(file.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would have made it: UMask=0077 keeps it private
         os.replace(tmp, path)
     except BaseException:
         with suppress(OSError):

@@ -51,6 +51,10 @@ Progress = Callable[[int, int, str, Outcome], None]
 class RunOptions:
     dry_run: bool = False
     new_batch: bool = False
+    # Start (or resume) this period's batch even while an older one is unfinished: what the
+    # scheduler does once it has tried to finish the older one. Unlike new_batch, it resumes
+    # the current batch if there is one.
+    leave_unfinished: bool = False
     batch: str | None = None  # continue this batch of the job, whatever ``batch:`` renders to now
     resend_uncertain: bool = False
     debug_smtp: bool = False
@@ -148,6 +152,7 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
         else:
             info, resumed = batch_to_run(
                 job, journal, renderer.batch, options.batch, options.new_batch, now,
+                options.leave_unfinished,
                 None if options.dry_run else
                 lambda name: _new_report(job, renderer, name, False, options, now,
                                          {**context, "batch": name}).json_path)

@@ -107,6 +107,7 @@ def composed(plan: SendPlan, only: Collection[str] | None = None) -> Iterator[Co
                 rendered = plan.adjust(rendered)
             data = compose(rendered, cache)
         except (RenderFailure, AttachmentProblem) as err:  # a file changed since prepare()
+            log.warning("%s: failed, not sent: %s", recipient.address, err)
             journal.mark(batch, key, "failed", None, str(err), expect=TO_SEND)
             continue
         except ValueError as err:  # a message the email standards cannot express: a bug

@@ -19,13 +19,17 @@ from typing import IO
 from mailbatch.errors import StateError
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.attachments import Attachment
+from mailbatch.message.inline import InlineImage
 from mailbatch.message.render import Rendered
 
 __all__ = ["Spool"]
 
 _LENGTH = struct.Struct("<I")
 _Record = tuple  # (index, key, sender, to, cc, bcc, reply_to, subject, headers, text, html,
-#                   ((path, filename, content_type, size), ...), message_id)
+#                   ((path, filename, content_type, size), ...), message_id,
+#                   ((path, filename, content_type, size, cid), ...) of the inline images)
+# Generated files (charts, CSV, zip) are in the renderer's scratch folder: a record holds
+# their paths, like any attachment's, never their contents.
 
 
 class Spool:
@@ -76,7 +80,9 @@ class Spool:
                 message.text, message.html,
                 tuple((str(a.path), a.filename, a.content_type, a.size)
                       for a in message.attachments),
-                message.message_id))
+                message.message_id,
+                tuple((str(i.path), i.filename, i.content_type, i.size, i.cid)
+                      for i in message.inline_images)))
         except ValueError:  # not plain strings (a str subclass, say): take() renders it again
             return
         try:
@@ -118,11 +124,13 @@ class Spool:
 
 def _rendered(recipient: Recipient, record: _Record) -> Rendered:
     (_, _, sender, to, cc, bcc, reply_to, subject, headers, text, html, attachments,
-     message_id) = record
+     message_id, inline_images) = record
     return Rendered(
         recipient=recipient, sender=sender, to=to, cc=cc, bcc=bcc, reply_to=reply_to,
         subject=subject, headers=headers, text=text, html=html,
         attachments=tuple(Attachment(path=Path(path), filename=filename,
                                      content_type=content_type, size=size)
                           for path, filename, content_type, size in attachments),
-        message_id=message_id)
+        message_id=message_id,
+        inline_images=tuple(InlineImage(Path(path), filename, content_type, size, cid)
+                            for path, filename, content_type, size, cid in inline_images))

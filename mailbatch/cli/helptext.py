@@ -52,7 +52,8 @@ EPILOG_PREVIEW = """examples:
   mailbatch preview weekly-sales.yaml                        the first recipient's message
   mailbatch preview weekly-sales.yaml --recipient 3          the third recipient's
   mailbatch preview weekly-sales.yaml --recipient ana@example.com
-  mailbatch preview weekly-sales.yaml --html-out /tmp/m.html open the HTML body in a browser"""
+  mailbatch preview weekly-sales.yaml --html-out /tmp/m.html open the HTML body in a browser
+  mailbatch preview weekly-sales.yaml --serve                every message in a browser, live"""
 
 EPILOG_INIT = """examples:
   mailbatch init                 write the starter job into the current folder
@@ -67,7 +68,8 @@ EPILOG_SCHEDULE = """examples:
 
 A job file is scheduled by its schedule: key, e.g. 'every monday at 08:00 Europe/Paris'.
 Job files are re-read when they change (checked every 10 seconds, or at once on SIGHUP);
-an invalid one is reported and its previous version stays scheduled. SIGTERM or Ctrl-C:
+an invalid one is reported and its previous version stays scheduled. At start and after a
+reload, batches left unfinished (a stop, a crash) are finished at once. SIGTERM or Ctrl-C:
 no new runs start, running batches finish the message in flight, then it exits 0.
 
 exit codes: 0 stopped by SIGTERM/SIGINT (or --list with every job valid); 2 a FOLDER|JOB

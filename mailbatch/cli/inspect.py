@@ -11,21 +11,25 @@ import email
 import email.policy
 import logging
 import tempfile
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailbatch.batch.journal import Journal
+from mailbatch.cli.boundary import printable
 from mailbatch.errors import RenderError, UsageError
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient, duplicate_failure, iter_recipients
 from mailbatch.message.attachments import Attachment, AttachmentCache, AttachmentProblem
 from mailbatch.message.compose import compose
+from mailbatch.message.inline import InlineImage, rewrite_references
+from mailbatch.message.proof import prove
 from mailbatch.message.render import Renderer, RenderFailure
 from mailbatch.message.renderpool import RenderPool, Result
 from mailbatch.smtp.credentials import describe, get_secret
 from mailbatch.smtp.transport import SmtpTransport
 
-__all__ = ["CheckSummary", "Preview", "check", "preview", "printable", "size_text"]
+__all__ = ["CheckSummary", "Preview", "check", "preview", "printable", "size_text", "write_html"]
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +53,28 @@ class CheckSummary:
     total_bytes: int = 0  # every message as it goes over the wire
     largest_bytes: int = 0
     largest_to: str = ""
+    html_min: int = 0  # the HTML part of each message, as sent (CSS inlined)
+    html_max: int = 0
+    images_min: int = 0  # inline images per message
+    images_max: int = 0
+    images_total: int = 0
+    image_files: int = 0  # distinct images (a chart drawn once counts once)
+    image_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
     connected: bool = False
     server_max_size: int | None = None
+
+    def _content_lines(self) -> list[str]:
+        if not self.html_max:
+            return []
+        html = size_text(self.html_min)
+        if size_text(self.html_max) != html:
+            html += f" to {size_text(self.html_max)}"
+        images = (f"{self.images_min}" if self.images_min == self.images_max
+                  else f"{self.images_min} to {self.images_max}")
+        return [f"  html:        {html} per message, as sent",
+                f"  images:      {images} inline per message ({self.images_total} in all), "
+                f"{self.image_files} distinct file(s), {size_text(self.image_bytes)}"]
 
     def lines(self, path: Path) -> list[str]:
         """The summary as ``mailbatch check`` prints it."""
@@ -63,6 +86,7 @@ class CheckSummary:
             f"{self.attachment_files} distinct file(s), {size_text(self.attachment_bytes)}",
             f"  total size:  {size_text(self.total_bytes)} in {self.recipients} message(s); "
             f"largest {size_text(self.largest_bytes)} (to {self.largest_to})",
+            *self._content_lines(),
             f"  server:      {self.server}; {self.password}",
         ]
         if self.connected:
@@ -89,6 +113,7 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
         summary.warnings.append(f"password: {problem}")
     failures: list[tuple[int, str]] = []  # (list position, text), as the run lists them
     files: dict[Path, int] = {}
+    images: dict[Path, int] = {}
     cache = AttachmentCache()
 
     def measure(results: list[Result]) -> None:
@@ -98,11 +123,12 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
                 continue
             try:
                 size = len(compose(rendered, cache))
-            except AttachmentProblem as err:
+            except (AttachmentProblem, ValueError) as err:  # a file gone since it was found
                 failures.append((recipient.index,
                                  f"{recipient.where} ({recipient.address}): {err}"))
                 continue
             _count(summary, recipient, rendered.attachments, size, files)
+            _count_html(summary, recipient, rendered.html, rendered.inline_images, images)
 
     # Duplicates are found as the run finds them, in a journal's listing (on disk, so the
     # memory of a check does not grow with the list); this one is thrown away.
@@ -122,6 +148,8 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
         raise RenderError.in_list_order(failures)
     summary.attachment_files = len(files)
     summary.attachment_bytes = sum(files.values())
+    summary.image_files = len(images)
+    summary.image_bytes = sum(images.values())
     if connect:
         transport = SmtpTransport(s, lambda: get_secret(s, job.path), debug=debug_smtp)
         with transport:  # connects, starts TLS, logs in; quits on the way out
@@ -151,6 +179,26 @@ def _count(summary: CheckSummary, recipient: Recipient, attachments: tuple[Attac
     log.info("%s: %d bytes; %s", recipient.address, size, names)
 
 
+def _count_html(summary: CheckSummary, recipient: Recipient, html: str | None,
+                inline: tuple[InlineImage, ...], images: dict[Path, int]) -> None:
+    if html is None:
+        return
+    size = len(html.encode("utf-8"))
+    n = len(inline)
+    first = summary.html_max == 0
+    summary.html_min = size if first else min(summary.html_min, size)
+    summary.html_max = max(summary.html_max, size)
+    summary.images_min = n if first else min(summary.images_min, n)
+    summary.images_max = max(summary.images_max, n)
+    summary.images_total += n
+    sizes = [image.size if image.size >= 0 else image.path.stat().st_size  # a chart, drawn
+             for image in inline]
+    for image, image_size in zip(inline, sizes, strict=True):
+        images[image.path.resolve()] = image_size
+    log.info("%s: html %d bytes, %d inline image(s) of %d bytes", recipient.address, size, n,
+             sum(sizes))
+
+
 @dataclass(frozen=True)
 class Preview:
     """One message as its recipient will get it, plus what only the envelope shows."""
@@ -165,6 +213,11 @@ class Preview:
     html: str | None
     attachments: tuple[Attachment, ...]
     size: int
+    data: bytes = b""  # the composed message, exactly as it would be sent
+    # Each inline image with its content (read at once: generated files are removed with
+    # the renderer that made them)
+    images: tuple[tuple[InlineImage, bytes], ...] = ()
+    generated: frozenset[Path] = frozenset()  # attachments written for this message
 
     def lines(self, html_out: str | None = None) -> list[str]:
         """The message as ``mailbatch preview`` prints it; recipient data made printable."""
@@ -181,9 +234,15 @@ class Preview:
         if self.attachments:
             out.append(f"# {len(self.attachments)} attachment(s):")
             out += [f"  {printable(a.filename)}  {a.content_type}  {size_text(a.size)}  "
-                    f"({printable(str(a.path))})" for a in self.attachments]
+                    f"({'generated' if a.path in self.generated else printable(str(a.path))})"
+                    for a in self.attachments]
         else:
             out.append("# no attachments")
+        if self.images:
+            out.append(f"# {len(self.images)} inline image(s) in the HTML:")
+            out += [f"  {printable(image.filename)}  {image.content_type}  "
+                    f"{size_text(len(data))}  (cid:{printable(image.cid)})"
+                    for image, data in self.images]
         if self.html is not None:
             out.append(f"# HTML body written to {html_out}" if html_out else
                        "# the message also has an HTML body: write it with --html-out FILE")
@@ -209,18 +268,53 @@ def preview(job: Job, which: str | None = None, *, now: dt.datetime | None = Non
                          f"its addresses or a number from 1 to {total}")
     try:
         rendered = renderer.render(chosen)
+        prove(rendered)
+        renderer.settle()
         data = compose(rendered, AttachmentCache())
     except RenderFailure as err:
         raise RenderError([str(err)]) from None
     except AttachmentProblem as err:
         raise RenderError([f"{chosen.where} ({chosen.address}): {err}"]) from None
+    try:
+        images = tuple((image, image.path.read_bytes()) for image in rendered.inline_images)
+    except OSError as err:
+        raise RenderError([f"{chosen.where} ({chosen.address}): cannot read an inline image: "
+                           f"{err}"]) from None
     parsed = email.message_from_bytes(data, policy=email.policy.default)
     headers = tuple((name, str(value)) for name, value in parsed.items()
                     if name.lower() not in _HIDDEN_HEADERS)
     return Preview(number=chosen.index + 1, total=total, where=chosen.where, headers=headers,
                    envelope=tuple(rendered.envelope_recipients), bcc=rendered.bcc,
                    text=rendered.text, html=rendered.html, attachments=rendered.attachments,
-                   size=len(data))
+                   size=len(data), data=data, images=images, generated=frozenset(
+                       a.path for a in rendered.attachments if renderer.scratch.holds(a.path)))
+
+
+def write_html(shown: Preview, path: Path) -> list[Path]:
+    """The HTML body to ``path`` and its inline images into ``NAME_files/`` beside it, the
+    ``cid:`` URLs pointing there: opened in a browser, it looks as the message will. Returns
+    the files written. Raises UsageError when a file cannot be written."""
+    assert shown.html is not None, "no HTML body to write"
+    folder = path.with_name(path.stem + "_files")
+    written: list[Path] = []
+    urls: dict[str, str] = {}
+    used: set[str] = set()
+    try:
+        for image, data in shown.images:
+            name = image.filename
+            n = 1
+            while name in used:
+                n += 1
+                name = f"{n}-{image.filename}"
+            used.add(name)
+            folder.mkdir(exist_ok=True)
+            (folder / name).write_bytes(data)
+            written.append(folder / name)
+            urls[image.cid] = urllib.parse.quote(f"{folder.name}/{name}")
+        path.write_text(rewrite_references(shown.html, urls), encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"{err.filename or path}: cannot write: {err.strerror}") from None
+    return [path, *written]
 
 
 def _matches(recipient: Recipient, wanted: str) -> bool:
@@ -240,9 +334,3 @@ def size_text(count: int | None) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
-
-
-def printable(text: str) -> str:
-    """Recipient data shown on a terminal: control characters (escape sequences that could
-    rewrite the screen) are shown escaped instead of being obeyed."""
-    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)

@@ -6,6 +6,7 @@ Heavy modules are imported inside the command that needs them, so ``--help`` is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import threading
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from mailbatch._version import __version__
 from mailbatch.batch.signals import reload_on_sighup, stop_on_signals
+from mailbatch.cli.boundary import EscapingFormatter, crash_log, printable, quiet_broken_pipe
 from mailbatch.cli.helptext import (
     EPILOG_CHECK,
     EPILOG_INIT,
@@ -23,9 +25,11 @@ from mailbatch.cli.helptext import (
     EPILOG_RUN,
     EPILOG_SCHEDULE,
 )
+from mailbatch.cli.journald import use_journal_format
 from mailbatch.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_SOFTWARE,
     MailbatchError,
     UsageError,
 )
@@ -86,7 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `mailbatch preview | head`
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line, and its boundary: a MailbatchError is one line and its exit code;
+    anything else is a bug, one line with exit 70 and the path of a crash log holding the
+    traceback, never a traceback on stderr."""
     parser = build_parser()
     args = parser.parse_args(argv)
     restore = _configure_logging(args.quiet, args.verbose, getattr(args, "debug_smtp", False))
@@ -97,15 +107,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stop_on_signals(args.stop):  # at once: a SIGTERM while starting stops cleanly
             return int(args.func(args))
     except MailbatchError as err:
-        print(f"mailbatch: error: {err}", file=sys.stderr)
+        _error(str(err))
         for line in _after_error(err):
-            print(line, file=sys.stderr)
+            _error(line, prefix="")
         return err.exit_code
     except KeyboardInterrupt:
-        print("mailbatch: interrupted", file=sys.stderr)
+        _error("interrupted", prefix="mailbatch: ")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout is gone (| head): nothing more to say
+        quiet_broken_pipe()
+        return EXIT_BROKEN_PIPE
+    except Exception as err:  # a bug: no input a user can write should get here
+        log_file = crash_log(err, argv)
+        where = f"the traceback is in {log_file}" if log_file else "no crash log could be written"
+        _error(f"internal error ({type(err).__name__}); this is a bug in mailbatch, please "
+               f"report it: {where}")
+        return EXIT_SOFTWARE
     finally:
         restore()
+
+
+def _error(text: str, prefix: str = "mailbatch: error: ") -> None:
+    """One error on stderr, recipient data in it made printable."""
+    with contextlib.suppress(OSError):  # stderr closed as well: the exit code still tells
+        print(prefix + printable(text), file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -124,6 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          stop=args.stop, progress=progress, test_to=args.to,
                          test_limit=1 if args.limit is None else (args.limit or None))
     failure: MailbatchError | None = None
+    real = not (args.dry_run or args.to)  # a dry run or a test send never notifies anyone
     try:
         report = run(job, options)
     except MailbatchError as err:
@@ -132,12 +158,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.close()
-        if failure is not None:  # the job's notify: address hears of it too
+        if failure is not None and real:  # the job's notify: address hears of it too
             send_summary(job, getattr(failure, "report", None), failure)
     code = exit_code_for(report)
     if not args.quiet or code != EXIT_OK:  # -q: silent on success, so cron mails problems only
-        print(report.summary(), file=sys.stderr)
-    send_summary(job, report)
+        print(printable(report.summary()), file=sys.stderr)
+    if real:
+        send_summary(job, report)
     return code
 
 
@@ -174,9 +201,10 @@ def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> C
         min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
     if sys.stderr.isatty():
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(EscapingFormatter("%(message)s"))
     else:  # cron mails this output: timestamps say when each thing happened
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    use_journal_format(handler, sys.stderr)  # under systemd: syslog priorities, no timestamp
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
@@ -212,6 +240,11 @@ def _add_safe_commands(commands: argparse._SubParsersAction, common: argparse.Ar
                               "(default: 1)")
     preview.add_argument("--html-out", metavar="FILE",
                          help="write the HTML body to FILE, to open in a browser")
+    preview.add_argument("--serve", action="store_true",
+                         help="show the messages in a browser from a local server on 127.0.0.1, "
+                              "reloading when the job, a template or a data file changes")
+    preview.add_argument("--port", type=int, default=0, metavar="N",
+                         help="with --serve: the port (default: any free port)")
     preview.set_defaults(func=cmd_preview)
 
     init = commands.add_parser(
@@ -235,27 +268,46 @@ def cmd_check(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     summary = check(job, connect=args.connect, debug_smtp=args.debug_smtp)
     for warning in summary.warnings:
-        print(f"mailbatch: warning: {warning}", file=sys.stderr)
+        print(f"mailbatch: warning: {printable(warning)}", file=sys.stderr)
     if not args.quiet:
-        print("\n".join(summary.lines(job.path)))
+        print(printable("\n".join(summary.lines(job.path))))
     return EXIT_OK
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from mailbatch.cli.inspect import preview
+    from mailbatch.cli.inspect import preview, write_html
     from mailbatch.job.model import load_job
 
+    if args.serve:
+        return _serve_preview(args)
     job = load_job(args.job)
     shown = preview(job, args.recipient)
     if args.html_out:
         if shown.html is None:
             raise UsageError(f"{job.path}: this job has no HTML body (add html or "
                              "html_template); nothing written")
-        try:
-            Path(args.html_out).write_text(shown.html, encoding="utf-8")
-        except OSError as err:
-            raise UsageError(f"{args.html_out}: cannot write: {err.strerror}") from None
+        write_html(shown, Path(args.html_out))  # and its inline images beside it
     print("\n".join(shown.lines(args.html_out)))
+    return EXIT_OK
+
+
+def _serve_preview(args: argparse.Namespace) -> int:
+    from mailbatch.cli.serve import PreviewServer
+
+    if args.html_out:
+        raise UsageError("--serve shows the HTML in the browser; drop --html-out")
+    if not Path(args.job).is_file():
+        raise UsageError(f"{args.job}: no such job file")
+    try:
+        server = PreviewServer(args.job, args.port)
+    except OSError as err:
+        raise UsageError(f"cannot listen on 127.0.0.1:{args.port}: {err.strerror}; choose "
+                         "another --port") from None
+    with server:
+        print(f"previewing {server.job_path} at {server.url}?r={args.recipient or 1} "
+              "(nothing is sent; Ctrl-C to stop)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it ends
+            server.serve_forever()
     return EXIT_OK
 
 
@@ -337,7 +389,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     # Each run's one-line outcome and each reload are INFO: shown unless -q. With --list, the
     # list itself says which job files are invalid.
     loggers = [logging.getLogger(n) for n in (
-        "mailbatch.service.scheduler", "mailbatch.service.notify")]
+        "mailbatch.service.scheduler", "mailbatch.service.runs", "mailbatch.service.notify")]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.CRITICAL if args.list else logging.ERROR if args.quiet else
@@ -358,7 +410,10 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def schedule_lines(service: Service) -> list[str]:
-    """One line per job: name, next run, timetable, file; invalid files say why."""
+    """One line per job: name, next run (and in the job's zone), timetable, file; invalid
+    files say why."""
+    from zoneinfo import ZoneInfo
+
     entries = service.sorted_entries()
     if not entries:
         return [f"no scheduled jobs in {', '.join(str(t) for t in service.targets)} (a job "
@@ -368,6 +423,9 @@ def schedule_lines(service: Service) -> list[str]:
     for e in entries:
         when = e.next_run.astimezone().strftime("%a %Y-%m-%d %H:%M:%S %z") if e.next_run \
             else "not scheduled"
+        if e.next_run and e.timetable and e.timetable.zone:  # and in the job's own zone
+            zoned = e.next_run.astimezone(ZoneInfo(e.timetable.zone))
+            when += f" ({zoned:%a %H:%M:%S %Z} {e.timetable.zone})"
         what = e.timetable.text if e.timetable else "-"
         lines.append(f"{e.name:<{width}}  {when}  {what}  ({e.path})")
         if e.error:

@@ -7,6 +7,7 @@ Both are ``RunOptions.progress`` callbacks, called by the runner after each mess
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -38,8 +39,10 @@ class Bar:
     """
 
     def __init__(self, stream: TextIO, *, width: int = 30, interval: float = 0.1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, plain: bool = False) -> None:
         self.stream = stream
+        self.plain = plain  # no escape sequences (NO_COLOR): the line is cleared with spaces
+        self._drawn = 0  # characters on the line now
         self.width = width
         self.interval = interval
         self.clock = clock
@@ -64,9 +67,10 @@ class Bar:
         if not last and self._last_draw is not None and now - self._last_draw < self.interval:
             return
         self._last_draw = now
-        self.stream.write("\r\x1b[K" + self.line(done, total))
+        line = self.line(done, total)
+        self.stream.write(self._erase() + line)
         self.stream.flush()
-        self._shown = True
+        self._shown, self._drawn = True, len(line)
 
     def _count(self, status: str, change: int) -> None:
         self.counts[status] = self.counts.get(status, 0) + change
@@ -83,10 +87,16 @@ class Bar:
     def clear(self) -> None:
         """Erase the bar so other output starts at the beginning of a clean line."""
         if self._shown:
-            self.stream.write("\r\x1b[K")
+            self.stream.write(self._erase())
             self.stream.flush()
-            self._shown = False
+            self._shown, self._drawn = False, 0
             self._last_draw = None  # redraw at the next message
+
+    def _erase(self) -> str:
+        """Back to the start of an empty line: an ANSI erase, or spaces over the old text."""
+        if not self.plain:
+            return "\r\x1b[K"
+        return "\r" + " " * self._drawn + "\r" if self._drawn else "\r"
 
     def attach(self, logger: logging.Logger) -> Bar:
         """Clear the bar before any of ``logger``'s handlers writes a record."""
@@ -117,10 +127,11 @@ class Bar:
 def choose(stream: TextIO, *, quiet: bool, verbose: int, debug: bool = False,
            logger: logging.Logger | None = None) -> Bar | LogLines | None:
     """The progress display for these options: none with ``-q``; log lines with ``-v``,
-    ``--debug-smtp`` or when ``stream`` is not a terminal; otherwise a bar."""
+    ``--debug-smtp``, when ``stream`` is not a terminal or the terminal is ``TERM=dumb``;
+    otherwise a bar, drawn without escape sequences when ``NO_COLOR`` is set."""
     if quiet:
         return None
-    if verbose or debug or not stream.isatty():
+    if verbose or debug or not stream.isatty() or os.environ.get("TERM") == "dumb":
         return LogLines()
-    bar = Bar(stream)
+    bar = Bar(stream, plain=bool(os.environ.get("NO_COLOR")))
     return bar.attach(logger) if logger is not None else bar

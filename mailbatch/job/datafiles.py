@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from typing import Any
 
 from mailbatch.errors import JobError
+from mailbatch.job.fileformats import csv_records, load_json
 from mailbatch.job.model import Job
 from mailbatch.job.yamlfile import load_yaml
 
@@ -22,9 +21,9 @@ def load_data(job: Job) -> dict[str, Any]:
         try:
             if suffix == ".csv":
                 with path.open(encoding="utf-8-sig", newline="") as file:
-                    data[name] = list(csv.DictReader(file))
+                    data[name] = [row for _, row in csv_records(file, path)]
             elif suffix == ".json":
-                data[name] = json.loads(path.read_text(encoding="utf-8"))
+                data[name] = load_json(path, f"data file for {name!r}")
             else:
                 data[name] = _plain(load_yaml(path))
         except FileNotFoundError:
@@ -32,9 +31,7 @@ def load_data(job: Job) -> dict[str, Any]:
                            **where) from None
         except UnicodeDecodeError:
             raise JobError("data file is not UTF-8; save it as UTF-8", **where) from None
-        except json.JSONDecodeError as err:
-            raise JobError(f"invalid JSON: {err.msg}", line=err.lineno, **where) from None
-        except (OSError, csv.Error) as err:
+        except OSError as err:
             raise JobError(f"cannot read data file: {err}", **where) from None
     return data
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,15 +11,36 @@ from typing import Any
 from mailbatch.errors import JobError
 from mailbatch.job.yamlfile import LineDict, line_of
 
-__all__ = ["Section", "kind_of"]
+__all__ = ["Section", "kind_of", "path_problem"]
+
+MAX_NAME = 255  # bytes in one file name (NAME_MAX on Linux, macOS and the BSDs)
+MAX_PATH = 4095  # bytes in a whole path (PATH_MAX less its NUL)
+
+
+def path_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a path, if it cannot: a NUL character, a name or a whole path too
+    long for any file system. (Left unchecked, the first use of such a path is a crash.)"""
+    if "\0" in text:
+        return "it contains a NUL character"
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return "it contains a character that is not valid Unicode"
+    if len(data) > MAX_PATH:
+        return f"it is longer than {MAX_PATH} bytes"
+    if any(len(part) > MAX_NAME for part in data.split(b"/")):
+        return f"it has a name longer than {MAX_NAME} bytes"
+    return None
 
 
 class Section:
     """Reads typed fields out of one mapping and reports every problem as ``file:line: key``."""
 
-    def __init__(self, mapping: Any, path: Path, keypath: str = "") -> None:
+    def __init__(self, mapping: Any, path: Path, keypath: str = "",
+                 line: int | None = None) -> None:
         self.path = path
         self.keypath = keypath
+        self.line = line  # where the key of this mapping is, in its parent
         if mapping is None:
             mapping = LineDict()
         if not isinstance(mapping, Mapping):
@@ -31,6 +53,8 @@ class Section:
 
     def error(self, message: str, name: str | None = None) -> JobError:
         line = line_of(self.mapping, name) if hasattr(self, "mapping") else None
+        if line is None:
+            line = self.line
         return JobError(message, path=str(self.path), line=line,
                         field=self.key(name) if name else (self.keypath or None))
 
@@ -55,14 +79,47 @@ class Section:
         value = self.get(name, (str, int, float), default, required)
         return str(value) if value is not None else None
 
+    def number(self, name: str, default: float | None, low: float, high: float, *,
+               whole: bool = False, unit: str = "") -> Any:
+        """A number within ``low``..``high``: a setting where infinity, NaN or a number of
+        5,000 digits is never meant (and would crash or hang a socket, a sleep, a loop)."""
+        value = self.get(name, int if whole else (int, float), default)
+        if value is None:
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(f"must be a finite number, not {value}", name)
+        if not low <= value <= high:
+            shown = f"{value}" if abs(value) < 10**15 else "a number that large"
+            raise self.error(f"must be between {low:g} and {high:g}{unit}, not {shown}", name)
+        return value
+
+    def texts(self, name: str) -> tuple[str, ...]:
+        """Text or a list of texts (cc: one address or several)."""
+        value = self.get(name, (str, list), [])
+        items = [value] if isinstance(value, str) else value
+        for i, item in enumerate(items):
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                raise JobError(f"must be text, not {kind_of(item)}", path=str(self.path),
+                               line=line_of(value, i), field=f"{self.key(name)}[{i}]")
+        return tuple(str(item) for item in items)
+
     def path_(self, name: str, base: Path) -> Path | None:
         value = self.text(name)
-        return (base / value) if value else None
+        return self.checked_path(name, value, base) if value else None
 
-    def sub(self, name: str) -> Section:
+    def checked_path(self, name: str, value: str, base: Path) -> Path:
+        """``base / value``, refused at the key if no file system could open it."""
+        problem = path_problem(value)
+        if problem:
+            raise self.error(f"is not a usable path: {problem}", name)
+        return base / value
+
+    def sub(self, name: str, required: bool = False) -> Section:
+        if required:
+            self.get(name, Mapping, required=True)
         self.seen.add(name)
         value = self.mapping.get(name)
-        return Section(value, self.path, self.key(name))
+        return Section(value, self.path, self.key(name), line_of(self.mapping, name))
 
     def typo_of(self, name: str) -> str | None:
         """An unread key of this mapping that looks like a misspelling of ``name``."""

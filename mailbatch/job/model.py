@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
 from mailbatch.errors import JobError
 from mailbatch.job.addresses import is_valid_address
+from mailbatch.job.content import ContentKeys, GeneratedSpec, generated_spec, parse_content
 from mailbatch.job.fields import Section, kind_of
 from mailbatch.job.smtpsettings import SmtpSettings, parse_smtp
 from mailbatch.job.yamlfile import line_of, load_yaml
@@ -22,6 +23,7 @@ from mailbatch.job.yamlfile import line_of, load_yaml
 __all__ = [
     "LINE_BREAKS",
     "AttachmentSpec",
+    "GeneratedSpec",
     "Job",
     "Notify",
     "RecipientSource",
@@ -80,7 +82,7 @@ class Job:
     cc: tuple[str, ...] = ()
     bcc: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
-    attachments: tuple[AttachmentSpec, ...] = ()
+    attachments: tuple[AttachmentSpec | GeneratedSpec, ...] = ()
     attachments_root: Path | None = None
     data: tuple[tuple[str, Path], ...] = ()
     report: str = "reports/{{ job }}-{{ batch }}"
@@ -89,6 +91,8 @@ class Job:
     batch: str = "{{ today }}"
     schedule: str | None = None
     notify: Notify | None = None
+    markdown: TemplateSource | None = None  # gives both parts: HTML from it, text as written
+    content: ContentKeys = field(default_factory=ContentKeys)  # styling, images: content.py
 
     @property
     def folder(self) -> Path:
@@ -110,7 +114,7 @@ def load_job(path: str | Path) -> Job:
     raw = load_yaml(path)
     top = Section(raw, path)
     base = path.parent
-    smtp = parse_smtp(top.sub("smtp"), base)
+    smtp = parse_smtp(top.sub("smtp", required=True), base)
     sender = top.text("from", required=True)
     if any(c in sender for c in LINE_BREAKS):
         raise top.error("must be one line; remove the line break", "from")
@@ -119,8 +123,14 @@ def load_job(path: str | Path) -> Job:
                         "'Name <user@example.com>'", "from")
     text = _template(top, "text", base)
     html = _template(top, "html", base)
-    if text is None and html is None:
-        raise top.error("the job has no body; add text_template, html_template, text or html")
+    markdown = _template(top, "markdown", base)
+    if text is None and html is None and markdown is None:
+        raise top.error("the job has no body; add text_template, html_template, "
+                        "markdown_template, text, html or markdown")
+    if markdown is not None and (text is not None or html is not None):
+        raise top.error("a Markdown body makes both the HTML and the text part; remove "
+                        f"{'text' if text is not None else 'html'} (or the Markdown)",
+                        "markdown_template" if markdown.path else "markdown")
     job = Job(
         path=path,
         name=path.stem,
@@ -132,8 +142,8 @@ def load_job(path: str | Path) -> Job:
         recipients=_recipients(top, base),
         to=top.text("to"),
         reply_to=top.text("reply_to"),
-        cc=_addresses(top, "cc"),
-        bcc=_addresses(top, "bcc"),
+        cc=top.texts("cc"),
+        bcc=top.texts("bcc"),
         headers=_headers(top),
         attachments=_attachments(top),
         attachments_root=top.path_("attachments_root", base),
@@ -144,6 +154,8 @@ def load_job(path: str | Path) -> Job:
         batch=top.text("batch", "{{ today }}"),
         schedule=_schedule(top),
         notify=_notify(top),
+        markdown=markdown,
+        content=parse_content(top, base),
     )
     top.done()
     return job
@@ -155,7 +167,7 @@ def _template(top: Section, kind: str, base: Path) -> TemplateSource | None:
     if inline is not None and file is not None:
         raise top.error(f"give either {kind} (inline) or {kind}_template (a file), not both", kind)
     if file is not None:
-        path = base / file
+        path = top.checked_path(f"{kind}_template", file, base)
         if not path.is_file():
             raise top.error(f"template file {file!r} not found (looked in {path.parent})",
                             f"{kind}_template")
@@ -178,22 +190,16 @@ def _recipients(top: Section, base: Path) -> RecipientSource:
                                field=f"recipients[{i}]")
         return RecipientSource(inline=tuple(value), path=None, line=line_of(value))
     if isinstance(value, str):
-        return RecipientSource(inline=None, path=base / value)
+        return RecipientSource(inline=None, path=top.checked_path("recipients", value, base))
     sec = top.sub("recipients")
     source = RecipientSource(
         inline=None,
-        path=base / sec.text("file", required=True),
+        path=sec.checked_path("file", sec.text("file", required=True), base),
         address_field=sec.text("address_field", "email"),
         name_field=sec.text("name_field", "name"),
     )
     sec.done()
     return source
-
-
-def _addresses(top: Section, name: str) -> tuple[str, ...]:
-    value = top.get(name, (str, list), [])
-    items = [value] if isinstance(value, str) else value
-    return tuple(str(item) for item in items)
 
 
 def _headers(top: Section) -> tuple[tuple[str, str], ...]:
@@ -209,15 +215,18 @@ def _headers(top: Section) -> tuple[tuple[str, str], ...]:
     return tuple(result)
 
 
-def _attachments(top: Section) -> tuple[AttachmentSpec, ...]:
+def _attachments(top: Section) -> tuple[AttachmentSpec | GeneratedSpec, ...]:
     value = top.get("attachments", list, [])
-    specs = []
+    specs: list[AttachmentSpec | GeneratedSpec] = []
     for i, item in enumerate(value):
         line = line_of(value, i)
         if isinstance(item, str):
             specs.append(AttachmentSpec(pattern=item, line=line))
             continue
-        sec = Section(item, top.path, f"attachments[{i}]")
+        sec = Section(item, top.path, f"attachments[{i}]", line)
+        if "csv" in sec.mapping:  # written per recipient, see content.py
+            specs.append(generated_spec(sec, line))
+            continue
         specs.append(AttachmentSpec(
             pattern=sec.text("pattern", required=True),
             optional=sec.get("optional", bool, False),
@@ -240,7 +249,7 @@ def _data(top: Section, base: Path) -> tuple[tuple[str, Path], ...]:
         file = sec.text(name, required=True)
         if Path(file).suffix.lower() not in (".csv", ".json", ".yaml", ".yml"):
             raise sec.error("data files must be .csv, .json, .yaml or .yml", name)
-        result.append((name, base / file))
+        result.append((name, sec.checked_path(name, file, base)))
     return tuple(result)
 
 
@@ -261,10 +270,15 @@ def _notify(top: Section) -> Notify | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return Notify(to=value)
-    sec = top.sub("notify")
-    notify = Notify(to=sec.text("to", required=True), when=sec.text("when", "failures"))
-    if notify.when not in ("failures", "always"):
-        raise sec.error("must be 'failures' or 'always'", "when")
-    sec.done()
+        notify, sec, key = Notify(to=value), top, "notify"
+    else:
+        sec, key = top.sub("notify"), "to"
+        notify = Notify(to=sec.text("to", required=True), when=sec.text("when", "failures"))
+        if notify.when not in ("failures", "always"):
+            raise sec.error("must be 'failures' or 'always'", "when")
+        sec.done()
+    if any(c in notify.to for c in LINE_BREAKS) or not is_valid_address(
+            parseaddr(notify.to)[1]):
+        raise sec.error("is not an email address (plain ASCII user@domain); write it as "
+                        "'owner@example.com' or 'Owner <owner@example.com>'", key)
     return notify

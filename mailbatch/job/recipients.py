@@ -5,14 +5,13 @@ CSV files are read row by row, so a batch of any size costs the same memory.
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mailbatch.errors import JobError
+from mailbatch.job.fileformats import csv_records, header_problem, load_json
 from mailbatch.job.model import Job, RecipientSource
 from mailbatch.job.yamlfile import line_of, load_yaml
 
@@ -54,7 +53,8 @@ def iter_recipients(job: Job) -> Iterator[Recipient]:
         yield from _from_mappings(_listed(load_yaml(source.path), source.path), source,
                                   str(source.path), line_of)
     elif suffix == ".json":
-        yield from _from_mappings(_listed(_load_json(source.path), source.path), source,
+        yield from _from_mappings(_listed(load_json(source.path, "recipients file"),
+                                          source.path), source,
                                   str(source.path), None)
     else:
         raise JobError("recipients file must end in .csv, .yaml, .yml or .json",
@@ -83,6 +83,9 @@ def _from_mappings(items: list, source: RecipientSource, path: str, lines: Any) 
         if not isinstance(item, Mapping):
             raise JobError(f"recipient must be a mapping with an {source.address_field!r} key",
                            path=where)
+        problem = header_problem(list(item), "key")
+        if problem:
+            raise JobError(problem, path=where)
         yield _recipient(i, item, source, where)
 
 
@@ -92,20 +95,6 @@ def _listed(value: Any, path: Path) -> list:
     if not isinstance(value, list):
         raise JobError("must hold a list of recipients (or a 'recipients:' list)", path=str(path))
     return value
-
-
-def _load_json(path: Path) -> Any:
-    try:
-        with path.open(encoding="utf-8") as file:
-            return json.load(file)
-    except FileNotFoundError:
-        raise JobError("recipients file not found; check the recipients path",
-                       path=str(path)) from None
-    except UnicodeDecodeError as err:
-        raise JobError(f"not UTF-8 ({err.reason}); save it as UTF-8", path=str(path)) from None
-    except json.JSONDecodeError as err:
-        raise JobError(f"invalid JSON: {err.msg} (column {err.colno})", path=str(path),
-                       line=err.lineno) from None
 
 
 def _from_csv(source: RecipientSource) -> Iterator[Recipient]:
@@ -119,22 +108,16 @@ def _from_csv(source: RecipientSource) -> Iterator[Recipient]:
     except OSError as err:
         raise JobError(f"cannot read: {err.strerror}", path=str(path)) from None
     with file:
-        reader = csv.DictReader(file)
         try:
-            header = reader.fieldnames
-            if not header:
-                raise JobError("the recipients file is empty; it needs a header row and at "
-                               "least one recipient", path=str(path))
-            if source.address_field not in header:
-                raise JobError(f"has no {source.address_field!r} column (columns: "
-                               f"{', '.join(header)}); add it or set recipients.address_field",
-                               path=str(path), line=1)
             count = 0
-            for count, row in enumerate(reader, start=1):
-                if None in row:
-                    raise JobError("row has more values than the header has columns",
-                                   path=str(path), line=reader.line_num)
-                yield _recipient(count - 1, row, source, f"{path}:{reader.line_num}")
+            for count, (line, row) in enumerate(csv_records(file, path, empty=(
+                    "the recipients file is empty; it needs a header row and at least one "
+                    "recipient")), start=1):
+                if count == 1 and source.address_field not in row:
+                    raise JobError(f"has no {source.address_field!r} column (columns: "
+                                   f"{', '.join(row)}); add it or set recipients.address_field",
+                                   path=str(path), line=1)
+                yield _recipient(count - 1, row, source, f"{path}:{line}")
             if count == 0:
                 raise JobError("the recipients file has a header but no recipients",
                                path=str(path))
@@ -142,8 +125,6 @@ def _from_csv(source: RecipientSource) -> Iterator[Recipient]:
             line, column = _bad_byte(path)
             raise JobError(f"not UTF-8 ({err.reason} at column {column}); save the file as "
                            "UTF-8", path=str(path), line=line) from None
-        except csv.Error as err:
-            raise JobError(f"CSV error: {err}", path=str(path), line=reader.line_num) from None
 
 
 def _bad_byte(path: Path) -> tuple[int | None, int | None]:

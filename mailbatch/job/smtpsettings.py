@@ -4,17 +4,19 @@ secret comes from (never the secret itself), and the limits and retries of sendi
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailbatch.job.fields import Section
+from mailbatch.job.providers import Preset, preset
 
 __all__ = ["SECURITY_MODES", "FailureLimit", "PasswordSource", "Rate", "RetryPolicy",
            "SmtpSettings", "parse_smtp"]
 
 SECURITY_MODES = ("tls", "starttls")
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|s|min|m|h)\s*$")
+_RATE = re.compile(r"^\s*(\d{1,9})\s*/\s*(second|minute|hour|s|min|m|h)\s*$")
 _RATE_SECONDS = {"second": 1, "s": 1, "minute": 60, "min": 60, "m": 60, "hour": 3600, "h": 3600}
 
 
@@ -89,13 +91,14 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     if "password" in sec.mapping:
         raise sec.error("a password must not be written in the job file; use password_env "
                         "(an environment variable), password_file or password_command", "password")
-    security = sec.text("security", "tls")
+    provider = _provider(sec)
+    security = sec.text("security", provider.security if provider else "tls")
     if security not in SECURITY_MODES:
         raise sec.error(f"unknown security mode {security!r}; use tls (implicit TLS, port 465) "
                         "or starttls (port 587)", "security")
-    port = sec.get("port", int, 465 if security == "tls" else 587)
-    if not 0 < port < 65536:
-        raise sec.error("must be a port number between 1 and 65535", "port")
+    standard = 465 if security == "tls" else 587
+    port = sec.number("port", provider.port if provider and provider.security == security
+                      else standard, 1, 65535, whole=True)
     username = sec.text("username")
     sources = []
     for kind in ("password_env", "password_file", "password_command", "oauth2_token_command"):
@@ -108,10 +111,12 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     password = None
     if sources:
         kind, value = sources[0]
-        if isinstance(value, list):
-            value = tuple(str(v) for v in value)
+        if kind.endswith("command"):
+            value = _command(sec, kind, value)
+        elif isinstance(value, list):
+            raise sec.error("must be text, not a list", kind)
         if kind == "password_file":
-            value = str(base / value)
+            value = str(sec.checked_path(kind, value, base))
         password = PasswordSource(kind=kind.removeprefix("password_").replace(
             "oauth2_token_command", "command"), value=value,
             oauth2=kind == "oauth2_token_command")
@@ -119,16 +124,15 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
             raise sec.error(f"{kind} is set but username is missing", "username")
     elif username:
         password = PasswordSource(kind="prompt")
-    timeout = float(sec.get("timeout", (int, float), 30))
+    timeout = float(sec.number("timeout", 30, 0, 3600, unit=" seconds"))
     if timeout <= 0:
         raise sec.error("must be a positive number of seconds", "timeout")
     verify = sec.get("verify_certificate", bool, True)
     pipelining = sec.get("pipelining", bool, True)
-    limit = sec.get("max_messages_per_connection", int, 0)
-    if limit < 0:
-        raise sec.error("must be 0 (no limit) or more", "max_messages_per_connection")
+    limit = sec.number("max_messages_per_connection", 0, 0, 10**9, whole=True)
     settings = SmtpSettings(
-        host=sec.text("host", required=True),
+        host=_host(sec, sec.text("host", provider.host if provider else None,
+                                 required=not provider)),
         port=port,
         security=security,
         username=username,
@@ -146,6 +150,17 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     return settings
 
 
+def _provider(sec: Section) -> Preset | None:
+    """The preset named by ``smtp.provider``; the job's own host, port and security win."""
+    name = sec.text("provider")
+    if name is None:
+        return None
+    try:
+        return preset(name)
+    except ValueError as err:
+        raise sec.error(str(err), "provider") from None
+
+
 def _rate(sec: Section) -> Rate | None:
     value = sec.text("rate")
     if value is None:
@@ -160,13 +175,13 @@ def _rate(sec: Section) -> Rate | None:
 def _retry(sec: Section) -> RetryPolicy:
     default = RetryPolicy()
     policy = RetryPolicy(
-        attempts=sec.get("attempts", int, default.attempts),
-        backoff=float(sec.get("backoff", (int, float), default.backoff)),
-        max_backoff=float(sec.get("max_backoff", (int, float), default.max_backoff)),
-        max_time=float(sec.get("max_time", (int, float), default.max_time)),
+        attempts=sec.number("attempts", default.attempts, 1, 1000, whole=True),
+        backoff=float(sec.number("backoff", default.backoff, 0, 3600, unit=" seconds")),
+        max_backoff=float(sec.number("max_backoff", default.max_backoff, 0, 86400,
+                                     unit=" seconds")),
+        max_time=float(sec.number("max_time", default.max_time, 0, 7 * 86400,
+                                  unit=" seconds")),
     )
-    if policy.attempts < 1:
-        raise sec.error("must be at least 1", "attempts")
     sec.done()
     return policy
 
@@ -189,3 +204,25 @@ def _max_failures(sec: Section) -> FailureLimit:
             raise sub.error("must be 0 (no limit) or more", name)
     sub.done()
     return limit
+
+
+def _host(sec: Section, host: str) -> str:
+    """A host name or address: smtplib takes an empty one as "do not connect yet", and then
+    fails on the socket it never made."""
+    if not host.strip() or len(host) > 253 or any(c.isspace() or not c.isprintable()
+                                                  for c in host):
+        raise sec.error("must be a host name or address, such as smtp.example.com", "host")
+    return host
+
+
+def _command(sec: Section, kind: str, value: str | list) -> tuple[str, ...]:
+    """The command as an argument list. The value is never shown in an error: it may be the
+    password itself, written in the wrong key."""
+    try:
+        argv = shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+    except ValueError:
+        raise sec.error("is not a command line (unbalanced quotes; the value is not shown, "
+                        "in case it is the password itself)", kind) from None
+    if not argv or not argv[0].strip():
+        raise sec.error("names no command", kind)
+    return tuple(argv)

@@ -1,17 +1,19 @@
 """The ``schedule:`` key: readable timetables such as ``every monday at 08:00``, parsed and checked.
 
 Only what a timetable says lives here; when its runs fall due is service/timing.py's concern.
-The rules below are those of the ``schedule`` package (1.2) that runs them, so a timetable
-accepted here is one it accepts.
+The rules below are those of the ``schedule`` package (1.2) whose builder the service uses, so
+a timetable accepted here is one it accepts. Every number is range-checked here: an interval is
+at most a year, so no timetable can make the service compute a date it cannot represent.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["ACCEPTED", "DAYS", "FORMS", "Timetable", "parse_timetable"]
+__all__ = ["ACCEPTED", "DAYS", "FORMS", "MAX_PERIOD", "Timetable", "parse_timetable"]
 
 FORMS = ("every 15 minutes", "every 2 hours", "every day at 07:30",
          "every monday at 08:00", "every monday and thursday at 08:00",
@@ -23,14 +25,17 @@ _GROUPS = {"weekday": DAYS[:5], "weekdays": DAYS[:5], "weekend": DAYS[5:]}
 _UNITS = {u: u if u.endswith("s") else u + "s" for u in
           ("second", "seconds", "minute", "minutes", "hour", "hours", "day", "days",
            "week", "weeks")}
-_TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+MAX_PERIOD = dt.timedelta(days=366)  # the longest interval: a year, leap or not
+_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
+_NUMBER = re.compile(r"^[0-9]+$")
+_TIME_OF_DAY = re.compile(r"^([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))?$")
 # What ``schedule``'s Job.at() accepts for each unit, and what it says otherwise.
 _AT_FORMATS = {
-    "days": (r"^[0-2]\d:[0-5]\d(:[0-5]\d)?$",
+    "days": (r"^[0-2][0-9]:[0-5][0-9](:[0-5][0-9])?$",
              "Invalid time format for a daily job (valid format is HH:MM(:SS)?)"),
-    "hours": (r"^([0-5]\d)?:[0-5]\d$",
+    "hours": (r"^([0-5][0-9])?:[0-5][0-9]$",
               "Invalid time format for an hourly job (valid format is (MM)?:SS)"),
-    "minutes": (r"^:[0-5]\d$", "Invalid time format for a minutely job (valid format is :SS)"),
+    "minutes": (r"^:[0-5][0-9]$", "Invalid time format for a minutely job (valid format is :SS)"),
 }
 
 
@@ -45,6 +50,11 @@ class Timetable:
     at: str | None = None  # in the form schedule's Job.at() expects
     zone: str | None = None  # an IANA time zone for ``at``; None is the machine's local time
 
+    @property
+    def period(self) -> dt.timedelta:
+        """The time between two runs: ``interval`` ``unit`` (a week for named days)."""
+        return dt.timedelta(seconds=self.interval * _SECONDS[self.unit])
+
 
 def parse_timetable(text: str) -> Timetable:
     """Parse ``text``; raise ValueError saying what is wrong and which forms are accepted."""
@@ -58,10 +68,10 @@ def parse_timetable(text: str) -> Timetable:
     if "at" in head:
         split = head.index("at")
         head, at_part = head[:split], words[split + 2:]
-    if head and head[0].isdigit():
-        interval, head = int(head[0]), head[1:]
-        if interval < 1:
-            raise _invalid(text, "the interval must be at least 1")
+        if not at_part:
+            raise _invalid(text, "a time is missing after 'at'")
+    if head and _NUMBER.match(head[0]):
+        interval, head = _interval(text, head[0]), head[1:]
     else:
         interval = 1
     if len(head) == 1 and head[0] in _UNITS:
@@ -77,6 +87,20 @@ def parse_timetable(text: str) -> Timetable:
         raise _invalid(text, f"say at what time, e.g. every {' '.join(head)} at 08:00")
     _check(timetable)
     return timetable
+
+
+def _interval(text: str, word: str) -> int:
+    """The number of an interval: at least 1, and (checked with the unit) at most a year."""
+    digits = word.lstrip("0")
+    if len(digits) > 9:  # more than a year in any unit; int() of 5,000 digits is an error
+        raise _invalid(text, f"the interval {word[:20]} is too long; {_LONGEST}")
+    if not digits:
+        raise _invalid(text, "the interval must be at least 1")
+    return int(digits)
+
+
+_LONGEST = ("the longest is a year (366 days, 52 weeks, 8784 hours, 527040 minutes, "
+            "31622400 seconds)")
 
 
 def _days(text: str, words: list[str]) -> tuple[str, ...]:
@@ -115,7 +139,7 @@ def _with_time(timetable: Timetable, words: list[str]) -> Timetable:
     if zone:
         try:
             ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise _invalid(text, f"unknown time zone {zone!r}; use a name such as "
                                  "Europe/Paris, America/New_York or UTC") from None
     return Timetable(text, unit, timetable.interval, timetable.days, at, zone)
@@ -125,15 +149,19 @@ def _check(timetable: Timetable) -> None:
     """Refuse what ``schedule`` cannot run (``every 30 seconds at :10``), as it would."""
     if timetable.days and timetable.unit != "weeks":
         raise _invalid(timetable.text, "day names cannot be combined with an interval")
+    if timetable.interval * _SECONDS[timetable.unit] > MAX_PERIOD.total_seconds():
+        raise _invalid(timetable.text, f"every {timetable.interval} {timetable.unit} is too "
+                                       f"long; {_LONGEST}")
     if timetable.at is None:
         return
     unit = "days" if timetable.days else timetable.unit
     if unit not in _AT_FORMATS:
         raise _invalid(timetable.text, f"'at' does not go with {unit}")
     pattern, message = _AT_FORMATS[unit]
-    if not re.match(pattern, timetable.at):
+    if not re.match(pattern, timetable.at, re.ASCII):
         raise _invalid(timetable.text, message)
 
 
 def _invalid(text: str, reason: str) -> ValueError:
-    return ValueError(f"{text!r} is not a timetable: {reason}; {ACCEPTED}")
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    return ValueError(f"{shown!r} is not a timetable: {reason}; {ACCEPTED}")

@@ -47,24 +47,85 @@ def find(pattern: str, root: Path, content_type: str | None = None) -> list[Atta
     real_root = root.resolve()
     full = pattern if os.path.isabs(pattern) else str(root / pattern)
     found = []
-    for name in sorted(glob.glob(full, recursive=True)):
+    seen: set[Path] = set()
+    for name in sorted(set(_glob(full))):
         path = Path(name)
         real = path.resolve()
         if not real.is_relative_to(real_root):
-            raise AttachmentProblem(f"attachment {name!r} is outside the attachments root "
-                                    f"{real_root}; set attachments_root if that is intended")
-        if not real.is_file():
+            raise AttachmentProblem(f"attachment {_shown(name)} is outside the attachments "
+                                    f"root {real_root}; set attachments_root if that is "
+                                    "intended")
+        if not real.is_file() or real in seen:  # each file once, under its first name
             continue
+        seen.add(real)
+        if not _is_unicode(name):
+            raise AttachmentProblem(f"attachment {_shown(name)} has a name that is not valid "
+                                    "UTF-8; rename the file")
         try:
             size = real.stat().st_size
             if not os.access(real, os.R_OK):
                 raise PermissionError
         except OSError:
-            raise AttachmentProblem(f"attachment {name!r} cannot be read; check its "
+            raise AttachmentProblem(f"attachment {_shown(name)} cannot be read; check its "
                                     "permissions") from None
         found.append(Attachment(path=path, filename=path.name,
                                 content_type=content_type_for(path, content_type), size=size))
     return found
+
+
+def _glob(pattern: str) -> list[str]:
+    """``glob.glob(pattern, recursive=True)``, except that ``**`` does not descend into
+    symbolic links to folders: a link to a parent folder would otherwise be followed round
+    and round (one file found 41 times; with two such links, billions of paths). A link
+    named in the pattern itself is still followed."""
+    parts = pattern.split(os.sep)
+    if "**" not in parts:
+        return glob.glob(pattern)
+    at = parts.index("**")
+    head = os.sep.join(parts[:at]) or (os.sep if pattern.startswith(os.sep) else os.curdir)
+    tail = parts[at + 1:]
+    bases = glob.glob(head) if glob.has_magic(head) else [head]
+    found: list[str] = []
+    for base in bases:
+        for folder in _folders(base):
+            if tail:
+                found += _glob(os.path.join(glob.escape(folder), *tail))
+            else:  # a trailing ** matches everything below
+                found += [os.path.join(folder, entry.name) for entry in _entries(folder)]
+    return found
+
+
+def _folders(base: str) -> list[str]:
+    """``base`` and every folder below it that is not hidden and not a symbolic link."""
+    folders, pending = [], [base]
+    while pending:
+        folder = pending.pop()
+        folders.append(folder)
+        pending += [os.path.join(folder, entry.name) for entry in _entries(folder)
+                    if entry.is_dir(follow_symlinks=False)]
+    return folders
+
+
+def _entries(folder: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            return [entry for entry in entries if not entry.name.startswith(".")]
+    except (OSError, ValueError):  # gone, unreadable, or a name with a NUL in it
+        return []
+
+
+def _is_unicode(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that is not UTF-8, decoded by Python as a surrogate
+        return False
+    return True
+
+
+def _shown(name: str) -> str:
+    """A path for a message: bytes that are not UTF-8 shown escaped, never as raw bytes."""
+    shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return repr(shown) if shown == name else f"'{shown}'"
 
 
 class AttachmentCache:

@@ -24,6 +24,7 @@ from typing import Any
 
 from mailbatch.message.attachments import AttachmentCache, base64_lines
 from mailbatch.message.headers import MAX_LINE, header, policy, unstructured
+from mailbatch.message.inline import inline_parts
 from mailbatch.message.render import Rendered
 
 __all__ = ["compose"]
@@ -57,7 +58,8 @@ def compose(message: Rendered, cache: AttachmentCache, date: str | None = None) 
     for name, value in message.headers:
         head.append(header(name, value, name.lower() in _ADDRESS_HEADERS))
     head.append(b"MIME-Version: 1.0\r\n")
-    body_head, body, literal = _body(message.text, message.html)
+    body_head, body, literal = _body(message.text, message.html,
+                                     inline_parts(message.inline_images, cache))
     if not message.attachments:
         return b"".join(head) + body_head + b"\r\n" + body
     parts = [cache.pieces(attachment) for attachment in message.attachments]
@@ -73,23 +75,44 @@ def compose(message: Rendered, cache: AttachmentCache, date: str | None = None) 
 
 # -- bodies --------------------------------------------------------------------------------
 
-def _body(text: str | None, html: str | None) -> tuple[bytes, bytes, list[bytes]]:
+Entity = tuple[bytes, bytes, list[bytes]]  # (Content-* lines, body, parts written literally)
+
+
+def _body(text: str | None, html: str | None,
+          related: list[tuple[bytes, bytes]] | None = None) -> Entity:
     """The body entity: its Content-* header lines, its body, and the parts of it written
-    literally (7bit), which an enclosing boundary must not occur in."""
-    if text is None or html is None:
+    literally (7bit), which an enclosing boundary must not occur in. With inline images
+    (``related``: each part's header block and base64 body) the HTML becomes
+    multipart/related (RFC 2387): the HTML first, then the images it refers to by cid:."""
+    if html is None or (text is None and not related):
         subtype, content = ("plain", text) if text is not None else ("html", html or "")
-        cte, data = _encode_text(content)
-        return _TEXT_HEAD[subtype][cte], data, [data] if cte == "7bit" else []
-    text_cte, text_data = _encode_text(text)
-    html_cte, html_data = _encode_text(html)
-    literal = [data for cte, data in ((text_cte, text_data), (html_cte, html_data))
-               if cte == "7bit"]
+        return _text_entity(subtype, content)
+    html_entity = _text_entity("html", html)
+    if related:
+        html_entity = _multipart(b"related", [html_entity, *(
+            (head, part_body, [head]) for head, part_body in related)],
+            b'; type="text/html"')
+    if text is None:
+        return html_entity
+    return _multipart(b"alternative", [_text_entity("plain", text), html_entity])
+
+
+def _text_entity(subtype: str, content: str) -> Entity:
+    cte, data = _encode_text(content)
+    return _TEXT_HEAD[subtype][cte], data, [data] if cte == "7bit" else []
+
+
+def _multipart(subtype: bytes, parts: list[Entity], parameters: bytes = b"") -> Entity:
+    """A multipart entity of ``parts``, with a boundary found in none of them."""
+    literal = [data for _, _, part_literal in parts for data in part_literal]
     boundary = _boundary(literal)
-    head = b'Content-Type: multipart/alternative;\r\n boundary="' + boundary + b'"\r\n'
-    body = b"".join([b"--", boundary, b"\r\n", _TEXT_HEAD["plain"][text_cte], b"\r\n",
-                     text_data, b"\r\n--", boundary, b"\r\n", _TEXT_HEAD["html"][html_cte],
-                     b"\r\n", html_data, b"\r\n--", boundary, b"--\r\n"])
-    return head, body, literal
+    head = (b"Content-Type: multipart/" + subtype + parameters + b';\r\n boundary="' +
+            boundary + b'"\r\n')
+    chunks = []
+    for part_head, part_body, _ in parts:
+        chunks += [b"--", boundary, b"\r\n", part_head, b"\r\n", part_body, b"\r\n"]
+    chunks[-1:] = [b"\r\n--", boundary, b"--\r\n"]
+    return head, b"".join(chunks), literal
 
 
 def _encode_text(text: str) -> tuple[str, bytes]:

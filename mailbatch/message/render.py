@@ -19,18 +19,30 @@ import jinja2
 import jinja2.meta
 import jinja2.nodes
 
-from mailbatch.errors import JobError
+from mailbatch.errors import JobError, MailbatchError
 from mailbatch.job.addresses import is_valid_address
 from mailbatch.job.datafiles import load_data
-from mailbatch.job.model import LINE_BREAKS, Job, TemplateSource
+from mailbatch.job.fields import path_problem
+from mailbatch.job.model import LINE_BREAKS, GeneratedSpec, Job, TemplateSource
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.attachments import Attachment, AttachmentProblem, find
+from mailbatch.message.bodies import Content
+from mailbatch.message.generated import Scratch
+from mailbatch.message.inline import InlineImage, collecting
+from mailbatch.message.sandbox import BoundedEnvironment, Budget, BudgetExceeded
+from mailbatch.message.template_errors import problem_in_template
 
 __all__ = ["RenderFailure", "Rendered", "Renderer", "run_context"]
 
 
 class RenderFailure(Exception):
-    """Raised when one recipient's message cannot be rendered; the text names the recipient."""
+    """Raised when one recipient's message cannot be rendered; the text names the recipient.
+    ``stop``: the render pass stops here (a template over its time budget would most likely
+    take as long for every recipient)."""
+
+    def __init__(self, message: str, *, stop: bool = False) -> None:
+        super().__init__(message)
+        self.stop = stop
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class Rendered:
     html: str | None
     attachments: tuple[Attachment, ...]
     message_id: str
+    inline_images: tuple[InlineImage, ...] = ()  # the related parts of the HTML body
 
     @property
     def key(self) -> str:
@@ -91,7 +104,7 @@ def run_context(job: Job, now: dt.datetime) -> dict[str, Any]:
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
-class _Environment(jinja2.Environment):
+class _Environment(BoundedEnvironment):
     """Jinja with a quicker ``row.field`` on plain dicts (CSV rows, JSON and YAML data).
 
     Jinja tries ``getattr`` first and falls back to ``obj[name]``; on a dict that ``getattr``
@@ -130,7 +143,7 @@ class Renderer:
     """Compiles a job's templates once and renders each recipient's message."""
 
     def __init__(self, job: Job, now: dt.datetime | None = None, *,
-                 message_id_salt: str = "") -> None:
+                 message_id_salt: str = "", scratch: str | None = None) -> None:
         self.job = job
         self.now = now or dt.datetime.now().astimezone()
         self._sources = hashlib.sha256()  # every template source compiled: the fingerprint
@@ -142,7 +155,10 @@ class Renderer:
         self.html_env = _Environment(autoescape=True, **common)
         # In attachment patterns a value is a literal name: a region of "*" must not match
         # every region's files (the glob counterpart of HTML autoescaping).
-        self.glob_env = jinja2.Environment(autoescape=False, finalize=_glob_literal, **common)
+        self.glob_env = BoundedEnvironment(autoescape=False, finalize=_glob_literal, **common)
+        # A Markdown body: Jinja first (no autoescape: it is not HTML yet), then Markdown.
+        self.markdown_env = _Environment(autoescape=False, **common)
+        self.budget = Budget()  # per message (and per job-level string such as the batch)
         self.context = run_context(job, self.now)
         self.context["data"] = load_data(job)
         self.batch = self.string("batch", job.batch, self.context).strip()
@@ -152,6 +168,14 @@ class Renderer:
         self.context["batch"] = self.batch
         self.message_id_salt = message_id_salt
         self._domain = job.sender_domain  # parsed once, not per message
+        self.attachments_root = job.attachments_root or job.folder
+        # Generated files (charts, CSV, zip) go to a scratch folder; a render worker is given
+        # its parent's, see renderpool.py.
+        self.scratch = Scratch(scratch)
+        self._content = Content(job, self._compile, {
+            "text": self.text_env, "html": self.html_env, "markdown": self.markdown_env},
+            self.attachments_root, job.sender_domain, self.scratch)
+        self._sources.update("\0".join(self._content.sources).encode())
         env = self.text_env
         self._subject = self._compile(env, TemplateSource("subject", text=job.subject))
         self._to = self._compile(env, TemplateSource("to", text=job.to)) if job.to else None
@@ -163,9 +187,12 @@ class Renderer:
                          for name, v in job.headers]
         self._text = self._compile(env, job.text) if job.text else None
         self._html = self._compile(self.html_env, job.html) if job.html else None
-        self._patterns = [(spec, self._compile(self.glob_env, TemplateSource(
-            f"attachments[{i}]", text=spec.pattern))) for i, spec in enumerate(job.attachments)]
-        self.attachments_root = job.attachments_root or job.folder
+        self._markdown = self._compile(self.markdown_env, job.markdown) if job.markdown else None
+        self._patterns = [(spec, self._content.generator(i, spec)
+                           if isinstance(spec, GeneratedSpec) else
+                           self._compile(self.glob_env, TemplateSource(
+                               f"attachments[{i}]", text=spec.pattern)))
+                          for i, spec in enumerate(job.attachments)]
         # Two renderers of one job agree only if they read the same templates and data (a
         # render worker checks this against the parent's, see renderpool.py).
         self._sources.update(b"\0" + repr(self.context).encode())
@@ -175,11 +202,22 @@ class Renderer:
         """Render a one-off job-level string such as ``batch`` or ``report``."""
         template = self._compile(self.text_env, TemplateSource(name, text=source))
         try:
-            return template.render(context)
+            with self.budget:
+                text = template.render(context)
         except jinja2.TemplateError as err:
             raise JobError(f"{err}; the names available here are "
                            f"{', '.join(sorted(context))}", path=str(self.job.path),
                            field=name) from None
+        except MailbatchError:
+            raise
+        except (Exception, BudgetExceeded) as err:  # 1 // 0, a loop without end
+            raise JobError(problem_in_template(err, self.budget.seconds),
+                           path=str(self.job.path), field=name) from None
+        problem = path_problem(text)  # batch, report, outbox: each becomes part of a path
+        if problem:
+            raise JobError(f"renders to {text[:60]!r}, not a usable path: {problem}",
+                           path=str(self.job.path), field=name)
+        return text
 
     def _compile(self, env: jinja2.Environment, source: TemplateSource) -> jinja2.Template:
         where = str(source.path) if source.path else str(self.job.path)
@@ -189,6 +227,7 @@ class Renderer:
             self._sources.update(b"\0" + text.encode())
             tree = env.parse(text)  # parsed once: compiled, and searched for the templates it names
             template = env.from_string(tree)
+            template.filename = source.name  # what a runtime error's line is shown in
             self._load_references(env, tree)
             return template
         except jinja2.TemplateSyntaxError as err:
@@ -221,7 +260,23 @@ class Renderer:
                 pending.append(env.parse(source))
 
     def render(self, recipient: Recipient) -> Rendered:
-        """Render everything one recipient gets; any problem raises RenderFailure."""
+        """Render everything one recipient gets; any problem raises RenderFailure, and so does
+        a render over its time budget (``stop``). Nothing the data or a template does escapes
+        as another exception: a template runtime error is that recipient's render failure."""
+        try:
+            with self.budget:
+                return self._render(recipient)
+        except (RenderFailure, MailbatchError):  # a helper's own error keeps its exit code
+            raise
+        except BudgetExceeded as err:
+            raise RenderFailure(f"{recipient.where} ({recipient.address}): "
+                                f"{problem_in_template(err, self.budget.seconds)}",
+                                stop=True) from None
+        except Exception as err:  # ZeroDivisionError, TypeError, a bound: data met a template
+            raise RenderFailure(f"{recipient.where} ({recipient.address}): "
+                                f"{problem_in_template(err)}") from None
+
+    def _render(self, recipient: Recipient) -> Rendered:
         where = f"{recipient.where} ({recipient.address})"
         if not is_valid_address(recipient.address):
             raise RenderFailure(f"{where}: {recipient.address!r} is not a valid email address; "
@@ -246,11 +301,17 @@ class Renderer:
                 headers.append((name, template.render(context)))
             current = self.job.text.name if self.job.text else ""
             text = self._text.render(context) if self._text else None
-            current = self.job.html.name if self.job.html else ""
-            html = self._html.render(context) if self._html else None
+            with collecting(self._content.images(context)) as images:
+                current = self._content.body_name
+                html = self._html.render(context) if self._html else None
+                source = self._markdown.render(context) if self._markdown else None
+            text, html, inline = self._content.finish(text, html, source, images)
             attachments = []
             for i, (spec, template) in enumerate(self._patterns):
                 current = f"attachments[{i}]"
+                if isinstance(spec, GeneratedSpec):
+                    attachments.append(template(context))
+                    continue
                 pattern = template.render(context)
                 found = find(pattern, self.attachments_root, spec.content_type)
                 if not found and not spec.optional:
@@ -258,6 +319,8 @@ class Renderer:
                                             f"under {self.attachments_root}; add the file or "
                                             "mark the pattern optional: true")
                 attachments.extend(found)
+            current = "zip_attachments"
+            attachments = self._content.zipped(attachments, context)
         except jinja2.UndefinedError as err:
             raise RenderFailure(f"{where}: {current}: {err.message}; add it to the recipient "
                                 "data or the job's data files") from None
@@ -284,7 +347,13 @@ class Renderer:
             recipient=recipient, sender=self.job.sender, to=to, cc=cc, bcc=bcc,
             reply_to=reply_to, subject=subject, headers=tuple(headers), text=text, html=html,
             attachments=tuple(attachments), message_id=self.message_id(recipient.key),
+            inline_images=inline,
         )
+
+    def settle(self, own_only: bool = False) -> None:
+        """Wait until the charts of every message rendered so far are drawn (they are drawn
+        on the other core meanwhile, see drawer.py); RenderError if one cannot be."""
+        self._content.settle(own_only)
 
     def message_id(self, key: str) -> str:
         """Stable per batch and recipient, so a resumed send carries the same Message-ID."""

@@ -28,9 +28,10 @@ from typing import IO, Any
 
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient
+from mailbatch.message.proof import prove
 from mailbatch.message.render import Rendered, Renderer, RenderFailure
 
-__all__ = ["CHUNK", "RenderPool", "Result"]
+__all__ = ["CHUNK", "RenderPool", "Result", "Stop"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class RenderPool:
         self._worker: _Worker | None = None
         self._pending: list[tuple[Recipient, bool]] | None = None  # at the worker now
         self.by_worker = 0  # messages the worker rendered (for tests and debugging)
+        self.stopped = False  # a Stop was returned: add() and finish() render nothing more
 
     def __enter__(self) -> RenderPool:
         return self
@@ -65,13 +67,30 @@ class RenderPool:
             log.debug("render worker rendered %d messages", self.by_worker)
 
     def add(self, recipient: Recipient, keep: bool = True) -> list[Result]:
+        if self.stopped:
+            return []
         self._chunk.append((recipient, keep))
-        return self._flush() if len(self._chunk) >= CHUNK else []
+        return self._until_stop(self._flush()) if len(self._chunk) >= CHUNK else []
 
     def finish(self) -> list[Result]:
+        if self.stopped:
+            return []
         results = self._flush() if self._chunk else []
         if self._pending is not None:
             results = self._collect() + results
+        results = self._until_stop(results)
+        if not self.stopped:  # a stopped pass fails anyway: no chart is waited for
+            self.renderer.settle()  # every chart drawn before the pass is over
+        return results
+
+    def _until_stop(self, results: list[Result]) -> list[Result]:
+        """The results up to the first Stop (included); after one, the pass renders no more."""
+        for i, (_, message, _) in enumerate(results):
+            if isinstance(message, Stop):
+                self.stopped = True
+                self._chunk = []
+                self.close()
+                return results[:i + 1]
         return results
 
     def _flush(self) -> list[Result]:
@@ -93,7 +112,9 @@ class RenderPool:
             self._usable = False  # one attempt per pass
             r = self.renderer
             try:
-                self._worker = _Worker((r.job, r.now, r.message_id_salt))
+                # The worker writes generated files (charts, CSV) to this process's scratch
+                # folder, where each process finds what the other already made.
+                self._worker = _Worker((r.job, r.now, r.message_id_salt, str(r.scratch.path)))
             except Exception as err:  # no processes left, say: render in this one
                 log.debug("rendering in one process: %s", err)
         return self._worker is not None
@@ -134,18 +155,37 @@ def _second_core() -> bool:
         return (os.cpu_count() or 1) > 1
 
 
+class Stop(str):
+    """A failure that stops the render pass (a message over its time budget): returned in
+    place of a message, and nothing after it is rendered."""
+
+    __slots__ = ()
+
+
 def _render_all(renderer: Renderer, recipients: list[Recipient]) -> Iterator[Rendered | str]:
+    """Each recipient's message, rendered and proved (see proof.py), or its failure; after a
+    Stop, the rest of the chunk is not rendered (the pool drops their results)."""
+    stopped: Stop | None = None
     for recipient in recipients:
+        if stopped is not None:
+            yield stopped
+            continue
         try:
-            yield renderer.render(recipient)
+            message = renderer.render(recipient)
+            prove(message)
+            yield message
         except RenderFailure as err:
-            yield str(err)
+            if err.stop:
+                stopped = Stop(err)
+                yield stopped
+            else:
+                yield str(err)
 
 
 class _Worker:
     """The worker process and its two pipes; one chunk in flight at a time."""
 
-    def __init__(self, setup: tuple[Job, object, str]) -> None:
+    def __init__(self, setup: tuple[Job, object, str, str]) -> None:
         env = dict(os.environ)
         root = Path(__file__).resolve().parents[2]  # the folder that holds mailbatch/
         if root not in {Path(p).resolve() for p in site.getsitepackages()}:
@@ -184,14 +224,16 @@ class _Worker:
 def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     """The worker: a Renderer for the job, then one reply per chunk until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    job, now, salt = pickle.load(requests)
-    renderer = Renderer(job, now, message_id_salt=salt)
+    job, now, salt, scratch = pickle.load(requests)
+    renderer = Renderer(job, now, message_id_salt=salt, scratch=scratch)
     while True:
         try:
             recipients = pickle.load(requests)
         except EOFError:
             return
         messages = list(_render_all(renderer, recipients))
+        # The charts this process claimed, drawn before the parent sees its messages.
+        renderer.settle(own_only=True)
         pickle.dump((renderer.fingerprint, messages), replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
 

@@ -2,7 +2,9 @@
 
 Used by ``mailbatch run`` and by the scheduler alike. The summary goes through the job's own
 SMTP server in a session of its own; if it cannot be sent that is logged, and the run's
-result and exit code stay what they were.
+result and exit code stay what they were. The scheduler sends it through a ``Notifier``,
+once per change of a batch's outcome: a job failing the same way at every tick, or re-run
+with nothing left to send, mails its owner once.
 """
 
 from __future__ import annotations
@@ -10,17 +12,26 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import logging
+import threading
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 
-from mailbatch.batch.report import Report
-from mailbatch.errors import AlreadyRunningError, ConnectError, LoginError, MailbatchError
+from mailbatch.batch.report import Report, exit_code_for
+from mailbatch.errors import (
+    EXIT_SOFTWARE,
+    AlreadyRunningError,
+    ConnectError,
+    LoginError,
+    MailbatchError,
+)
 from mailbatch.job.model import Job
 from mailbatch.message.compose import SMTP
 from mailbatch.smtp.credentials import get_secret
 from mailbatch.smtp.transport import SmtpTransport
 
-__all__ = ["PROBLEMS", "build_summary", "needs_summary", "send_summary"]
+__all__ = ["PROBLEMS", "Notifier", "build_summary", "needs_summary", "outcome_of",
+           "send_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +65,9 @@ def send_summary(job: Job, report: Report | None = None,
         return False
     assert job.notify is not None
     to = job.notify.to
-    if report is None and isinstance(error, ConnectError | LoginError):
-        log.warning("%s: notify summary to %s not sent: the server failed for the run itself",
-                    job.name, to)
-        return False
-    if job.smtp.username and (job.smtp.password is None or job.smtp.password.kind == "prompt"):
-        log.warning("%s: notify summary to %s not sent: the password was typed at a prompt and "
-                    "is not kept; use password_env, password_file or password_command",
-                    job.name, to)
+    reason = _cannot_send(job, report, error)
+    if reason:
+        log.warning("%s: notify summary to %s not sent: %s", job.name, to, reason)
         return False
     try:
         data = build_summary(job, report, error).as_bytes()
@@ -80,6 +86,87 @@ def send_summary(job: Job, report: Report | None = None,
         return False
     log.info("%s: notify summary sent to %s", job.name, to)
     return True
+
+
+def _cannot_send(job: Job, report: Report | None, error: BaseException | None) -> str | None:
+    """Why a summary is not even attempted, or None."""
+    if report is None and isinstance(error, ConnectError | LoginError):
+        return "the server failed for the run itself"
+    if job.smtp.username and (job.smtp.password is None or job.smtp.password.kind == "prompt"):
+        return ("the password was typed at a prompt and is not kept; use password_env, "
+                "password_file or password_command")
+    return None
+
+
+def outcome_of(report: Report | None, error: BaseException | None) -> str:
+    """A run's outcome in one line, as the owner's summary would tell it: the exit code, the
+    counts and the error. Two runs with the same outcome need not be told twice."""
+    if isinstance(error, MailbatchError):
+        code = error.exit_code
+    elif error is not None:
+        code = EXIT_SOFTWARE  # a bug, see the scheduler's log
+    else:
+        code = exit_code_for(report) if report is not None else 0
+    parts = [f"exit {code}"]
+    if report is not None:
+        parts.append(", ".join(f"{n} {s}" for s, n in report.counts.items() if n)
+                     or "no recipients")
+    if error is not None:
+        parts.append((str(error).splitlines() or [type(error).__name__])[0])
+    return ": ".join(parts)
+
+
+class Notifier:
+    """The scheduler's summaries: sent once per change of a batch's outcome, not per run.
+
+    For each job it remembers, per batch, the outcome the owner was last told about (or that
+    needed no telling); a run whose batch ends the same way again sends nothing. A run that
+    stopped before it had a batch (a template that does not render, a crash) counts under
+    the job itself, until a run with a batch comes. A summary that could not be sent is not
+    remembered, so the next run tries again. ``told`` is kept in the status file, so a
+    restart does not tell the owner again either.
+    """
+
+    KEEP = 20  # batches remembered per job
+
+    def __init__(self) -> None:
+        self._told: dict[Path, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def told(self, path: Path) -> dict[str, str]:
+        """What the owner of the job file at ``path`` was last told, per batch ("" for the
+        job itself)."""
+        with self._lock:
+            return dict(self._told.get(path, {}))
+
+    def restore(self, path: Path, told: dict[str, str]) -> None:
+        with self._lock:
+            self._told[path] = {str(k): str(v) for k, v in told.items()}
+
+    def after_run(self, job: Job, report: Report | None, error: BaseException | None,
+                  ) -> bool:
+        """Tell the owner about this run if its outcome is new; returns whether a summary
+        was sent. Never raises."""
+        if isinstance(error, AlreadyRunningError):
+            return False  # not a run of ours
+        slot, outcome = (report.batch if report else ""), outcome_of(report, error)
+        with self._lock:
+            told = self._told.setdefault(job.path, {})
+            if report is not None:
+                told.pop("", None)  # a run got as far as a batch: the job's own trouble ended
+            if told.get(slot) == outcome:
+                log.debug("%s: outcome unchanged (%s); the owner is not told again",
+                          job.name, outcome)
+                return False
+        sent = send_summary(job, report, error)
+        if sent or not needs_summary(job, report, error) or _cannot_send(job, report, error):
+            with self._lock:
+                told = self._told.setdefault(job.path, {})
+                told.pop(slot, None)  # the newest last
+                told[slot] = outcome
+                for old in list(told)[:-self.KEEP]:
+                    del told[old]
+        return sent
 
 
 def build_summary(job: Job, report: Report | None, error: BaseException | None,

@@ -1,22 +1,21 @@
 """The schedule-driven service: runs every job of a folder on its timetable, each in its own thread.
 
-Each run is exactly ``mailbatch run``: ``runner.run(job, RunOptions(stop=...))`` with its lock,
-journal and report. A run that fails, even with a bug, is logged and the service goes on; a
-job still running when it is due again is not started twice. Job files are re-read when they
-change (polled every ``poll`` seconds, or at once on ``request_reload()``, i.e. SIGHUP); a file
-that became invalid is reported and its previous valid version keeps its timetable.
+Each run is exactly ``mailbatch run`` (lock, journal, report; see runs.py for the order in
+which unfinished batches are finished). A run that fails, even with a bug, is logged and the
+service goes on; a job still running when it is due again is not started twice. Job files are
+re-read when they change (every ``poll`` seconds, or at once on ``request_reload()``, i.e.
+SIGHUP); whatever reading one raises is that file's error, and its previous valid version keeps
+its timetable. At start and after a reload, each job's unfinished batches are finished.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import logging
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,33 +23,19 @@ from typing import Any
 
 import schedule
 
-from mailbatch.batch.report import Report, atomic_file, exit_code_for
-from mailbatch.batch.runner import RunOptions, run
-from mailbatch.errors import AlreadyRunningError, InterruptedRun, MailbatchError, StateError
+from mailbatch.batch.journal import BatchInfo
+from mailbatch.batch.runner import run
 from mailbatch.job.model import Job
-from mailbatch.service.notify import send_summary
-from mailbatch.service.timing import Clock, TimetableScheduler
-from mailbatch.service.watch import Change, JobFile, JobFiles
+from mailbatch.service.notify import Notifier
+from mailbatch.service.runs import JobRuns, Runner, unfinished_batches
+from mailbatch.service.status import LastRun, read_previous, stamp, write_status
+from mailbatch.service.timing import Clock, TimetableScheduler, system_clock
+from mailbatch.service.wakeup import Wakeup, WakingEvent
+from mailbatch.service.watch import Change, JobFile, JobFiles, unexpected
 
-__all__ = ["EXIT_SOFTWARE", "Entry", "LastRun", "Service"]
+__all__ = ["Entry", "LastRun", "Service"]
 
 log = logging.getLogger(__name__)
-
-EXIT_SOFTWARE = 70  # sysexits EX_SOFTWARE: the run crashed with a bug (logged with traceback)
-RESULTS = {0: "ok", 1: "partial", 75: "incomplete"}
-Runner = Callable[[Job, RunOptions], Report]
-
-
-@dataclass(frozen=True)
-class LastRun:
-    """The outcome of one run, as the status file and ``--list`` show it."""
-
-    started: str
-    finished: str
-    result: str  # ok, partial, incomplete, failed, interrupted, skipped, crashed
-    exit_code: int
-    summary: str
-    report: str | None = None
 
 
 @dataclass
@@ -63,6 +48,7 @@ class Entry:
     running_since: dt.datetime | None = None
     last: LastRun | None = None
     overlaps: int = 0  # due while still running, so not started again
+    look: bool = False  # look for unfinished batches once the job is not running
 
     path = property(lambda self: self.file.path)
     name = property(lambda self: self.file.name)
@@ -81,26 +67,35 @@ class Entry:
 
 
 class Service:
-    """Watches ``targets`` (folders and job files) and runs each job when it is due."""
+    """Watches ``targets`` (folders and job files) and runs each job when it is due.
+
+    ``clock`` gives aware datetimes; ``zone`` is the zone of timetables written without one
+    (default: the machine's).
+    """
 
     def __init__(self, targets: Sequence[str | Path], *, status_file: str | Path | None = None,
-                 stop: threading.Event | None = None, clock: Clock = dt.datetime.now,
-                 poll: float = 10.0, runner: Runner = run) -> None:
+                 clock: Clock = system_clock, poll: float = 10.0, runner: Runner = run,
+                 zone: dt.tzinfo | None = None) -> None:
         self.files = JobFiles(targets)
         self.targets = self.files.targets
         self.status_file = Path(status_file).absolute() if status_file else None
-        self.stop = stop or threading.Event()
+        self.stop = WakingEvent(self._wake)  # shared with every run: SIGTERM, Ctrl-C
         self.clock = clock
         self.poll = poll
         self.runner = runner
-        self.scheduler = TimetableScheduler(clock)
+        self.scheduler = TimetableScheduler(clock, zone)
+        self.notifier = Notifier()
         self.entries: dict[Path, Entry] = {}
         self.state = "starting"
         self.started = clock()
-        self._results: queue.Queue[tuple[Path, LastRun]] = queue.Queue()
-        self._reload_requested = threading.Event()
+        self._results: queue.Queue[tuple[Path, LastRun | None]] = queue.Queue()
+        self._reload_requested = False  # a plain flag: set from a signal handler
+        self._wakeup: Wakeup | None = None
         self._next_poll = self.started
         self._last_status: dt.datetime | None = None
+        self._previous = read_previous(self.status_file)
+        self._scan_error: str | None = None
+        self._tick_error: str | None = None
 
     # -- job files ---------------------------------------------------------------------------
 
@@ -112,16 +107,32 @@ class Service:
         self.write_status(force=True, fatal=True)
 
     def request_reload(self) -> None:
-        """Re-read the job files at the next tick (safe to call from a signal handler)."""
-        self._reload_requested.set()
+        """Re-read the job files now (safe to call from a signal handler or any thread)."""
+        self._reload_requested = True
+        self._wake()
 
     def reload(self) -> None:
-        """Pick up job files added, changed or removed since the last look."""
-        self._reload_requested.clear()
+        """Pick up job files added, changed or removed; after an explicit reload (SIGHUP),
+        look again for every job's unfinished batches."""
+        explicit, self._reload_requested = self._reload_requested, False
         self._next_poll = self.clock() + dt.timedelta(seconds=self.poll)
-        for change in self.files.scan():
-            self._apply(change)
+        try:
+            changes = self.files.scan()
+            self._scan_error = None
+        except Exception as err:  # a bug: said once, tried again at the next look
+            if str(err) != self._scan_error:
+                log.exception("cannot look at the job files; the jobs stay as they were")
+            self._scan_error, changes = str(err), []
+        for change in changes:
+            try:
+                self._apply(change)
+            except Exception as err:  # a bug: still only this file's problem
+                log.exception("%s: cannot be scheduled", change.file.path)
+                change.file.error = unexpected(change.file.path, err)
             self._last_status = None  # write the status at the next tick
+        if explicit:
+            for entry in self.entries.values():
+                entry.look = True
 
     def _apply(self, change: Change) -> None:
         file, path = change.file, change.file.path
@@ -133,21 +144,32 @@ class Service:
                 log.info("%s: no longer scheduled (%s)", file.name, path)
             return
         if entry is None:
-            entry = self.entries[path] = Entry(file)
+            entry = self.entries[path] = self._new_entry(file)
         if change.kind == "invalid":
-            keeping = (f"the previous version stays scheduled (next run {_stamp(entry.next_run)})"
+            keeping = (f"the previous version stays scheduled (next run {stamp(entry.next_run)})"
                        if file.job else "not scheduled")
-            log.error("%s; %s", file.error, keeping)
+            log.error("%s; %s", file.error, keeping, exc_info=change.crash)
             return
         assert file.timetable is not None
         if change.reschedule:
+            scheduled = self.scheduler.add(file.timetable, functools.partial(self._due, path),
+                                           tag=str(path))
             self._unschedule(entry)
-            entry.scheduled = self.scheduler.add(
-                file.timetable, functools.partial(self._due, path), tag=str(path))
+            entry.scheduled = scheduled
+        entry.look = True  # new or changed: its unfinished batches are looked for
         log.log(logging.DEBUG if self.state == "starting" else logging.INFO,  # cli lists them
                 "%s: %s (%s), next run %s", file.name,
                 "scheduled" if change.kind == "added" else "reloaded", file.timetable.text,
-                _stamp(entry.next_run))
+                stamp(entry.next_run))
+
+    def _new_entry(self, file: JobFile) -> Entry:
+        """A job file seen for the first time: what a previous service said of it stays."""
+        entry = Entry(file)
+        previous = self._previous.pop(file.path, None)
+        if previous is not None:
+            entry.last = previous.last_run
+            self.notifier.restore(file.path, previous.told)
+        return entry
 
     def _unschedule(self, entry: Entry) -> None:
         for scheduled in entry.scheduled:
@@ -157,23 +179,53 @@ class Service:
     # -- running -----------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """One pass: reload if due, start the jobs that are due, collect finished runs."""
-        if self._reload_requested.is_set() or self.clock() >= self._next_poll:
+        """One pass: reload if due, collect finished runs, start the runs that are due and
+        the unfinished batches found."""
+        if self._reload_requested or self.clock() >= self._next_poll:
             self.reload()
         self.collect()
         if not self.stop.is_set():
             self.scheduler.run_pending()
+            self._look_for_unfinished()
         self.write_status()
 
     def serve(self) -> None:
         """Tick until ``stop`` is set, then let running batches finish and commit."""
         try:
-            while not self.stop.is_set():
-                self.tick()
-                idle = self.scheduler.idle_seconds
-                self.stop.wait(1.0 if idle is None else min(1.0, max(0.01, idle)))
+            with Wakeup() as wakeup:
+                self._wakeup = wakeup
+                try:
+                    while not self.stop.is_set():
+                        try:
+                            self.tick()
+                            sleep = self._sleep()
+                        except Exception as err:  # a bug of the service's own: not its end
+                            if str(err) != self._tick_error:
+                                log.exception("the service's loop failed; trying again")
+                            self._tick_error, sleep = str(err), 1.0
+                        wakeup.wait(sleep)
+                finally:
+                    self._wakeup = None
         finally:
             self.shutdown()
+
+    def _sleep(self) -> float:
+        """Seconds until there is something to do: a job due, a look at the files, a
+        heartbeat; anything sooner (a signal, a run ending) wakes the loop."""
+        now = self.clock()
+        until = [(self._next_poll - now).total_seconds(), self.poll]
+        if self.scheduler.idle_seconds is not None:
+            until.append(self.scheduler.idle_seconds)
+        if self.status_file is not None:
+            beat = self._last_status + dt.timedelta(seconds=self.poll) \
+                if self._last_status else now
+            until.append((beat - now).total_seconds())
+        return max(0.0, min(until))
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None:
+            wakeup.set()
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -205,48 +257,50 @@ class Service:
         if entry.running:
             entry.overlaps += 1
             log.warning("%s: due again but still running since %s; not starting it twice",
-                        entry.name, _stamp(entry.running_since))
+                        entry.name, stamp(entry.running_since))
             self._last_status = None
             return None
-        entry.running_since = self.clock()
-        entry.worker = threading.Thread(target=self._run, args=(path, entry.job),
-                                        name=f"mailbatch {entry.name}", daemon=True)
-        entry.worker.start()
-        self._last_status = None
+        try:
+            self._start(entry, "run", lambda runs: runs.due())
+        except Exception:  # e.g. no thread can be started now: the next due time tries again
+            log.exception("%s: cannot start the run", entry.name)
         return None
 
-    def _run(self, path: Path, job: Job) -> None:
-        """One run in a worker thread: whatever happens, log one line and report the outcome."""
-        started, began = self.clock(), time.monotonic()
-        report: Report | None = None
-        error: BaseException | None = None
+    def _look_for_unfinished(self) -> None:
+        """Start a resume for each job that has unfinished batches (looked for at start, and
+        after a change or reload, once the job is not running)."""
+        for entry in self.sorted_entries():
+            if not entry.look or entry.running or entry.job is None:
+                continue
+            entry.look = False
+            try:
+                batches = unfinished_batches(entry.job)
+                if batches:
+                    self._start(entry, "resume", functools.partial(_resume, batches=batches))
+            except Exception as err:  # an unreadable journal: the next run will say why
+                log.warning("%s: cannot look for unfinished batches: %s", entry.name, err)
+
+    def _start(self, entry: Entry, what: str, work: Callable[[JobRuns], LastRun | None]) -> None:
+        job = entry.job
+        assert job is not None
+        runs = JobRuns(job, self.runner, self.stop, self.clock, self.notifier)
+        worker = threading.Thread(target=self._work, args=(entry.path, job, work, runs),
+                                  name=f"mailbatch {what} {entry.name}", daemon=True)
+        worker.start()
+        entry.worker, entry.running_since = worker, self.clock()
+        self._last_status = None
+
+    def _work(self, path: Path, job: Job, work: Callable[[JobRuns], LastRun | None],
+              runs: JobRuns) -> None:
+        """A worker thread: the runs, then their outcome to the service's thread."""
+        last = None
         try:
-            report = self.runner(job, RunOptions(stop=self.stop))
-            code = exit_code_for(report)
-            result, summary = RESULTS.get(code, "failed"), report.summary()
-        except AlreadyRunningError as err:  # e.g. a cron run of the same job
-            error, code, result, summary = err, err.exit_code, "skipped", str(err)
-        except MailbatchError as err:
-            error, code, summary = err, err.exit_code, str(err)
-            result = "interrupted" if isinstance(err, InterruptedRun) else "failed"
-            report = getattr(err, "report", None)
-        except Exception as err:  # a bug: log it in full and keep the service running
+            last = work(runs)
+        except Exception:  # JobRuns catches every run's errors; this would be its own bug
             log.exception("%s: the run crashed; other jobs are not affected", job.name)
-            error, code, result = err, EXIT_SOFTWARE, "crashed"
-            summary = f"{type(err).__name__}: {err}"
-        first, *more = summary.splitlines() or [""]
-        if more:
-            log.error("%s", summary)
-        level = logging.INFO if code == 0 else logging.ERROR if result in (
-            "failed", "crashed") else logging.WARNING
-        log.log(level, "%s: %s (exit %d) after %.1fs: %s", job.name, result, code,
-                time.monotonic() - began, first)
-        self._results.put((path, LastRun(
-            started=_stamp(started), finished=_stamp(self.clock()), result=result,
-            exit_code=code, summary=first,
-            report=str(report.json_path) if report and report.json_path else None)))
-        if not isinstance(error, AlreadyRunningError):  # still "running": no overlap meanwhile
-            send_summary(job, report, error)
+        finally:
+            self._results.put((path, last))
+            self._wake()
 
     def collect(self) -> None:
         """Record the outcomes that finished runs have reported."""
@@ -256,7 +310,7 @@ class Service:
             except queue.Empty:
                 return
             entry = self.entries.get(path)
-            if entry is not None:
+            if entry is not None and last is not None:
                 entry.last = last
             self._last_status = None
 
@@ -266,16 +320,17 @@ class Service:
         """What the status file says: the service is alive, and each job's last and next run."""
         now = self.clock()
         return {
-            "service": {"pid": os.getpid(), "state": self.state, "started": _stamp(self.started),
-                        "heartbeat": _stamp(now), "poll_seconds": self.poll,
+            "service": {"pid": os.getpid(), "state": self.state, "started": stamp(self.started),
+                        "heartbeat": stamp(now), "poll_seconds": self.poll,
                         "watching": [str(t) for t in self.targets]},
             "jobs": [{
                 "name": e.name, "file": str(e.path),
                 "schedule": e.timetable.text if e.timetable else None,
-                "next_run": _stamp(e.next_run), "running": e.running,
-                "running_since": _stamp(e.running_since) if e.running else None,
+                "next_run": stamp(e.next_run), "running": e.running,
+                "running_since": stamp(e.running_since) if e.running else None,
                 "overlaps_skipped": e.overlaps,
                 "file_error": e.error, "last_run": asdict(e.last) if e.last else None,
+                "notified": self.notifier.told(e.path),
             } for e in self.sorted_entries()],
         }
 
@@ -291,16 +346,8 @@ class Service:
                 now - self._last_status < dt.timedelta(seconds=self.poll):
             return
         self._last_status = now
-        try:
-            with atomic_file(self.status_file) as file:
-                file.write(json.dumps(self.status(), indent=2) + "\n")
-        except OSError as err:
-            message = f"{self.status_file}: cannot write the status file: {err.strerror or err}"
-            if fatal:
-                raise StateError(message + "; check the folder is writable") from None
-            log.error("%s", message)
+        write_status(self.status_file, self.status(), fatal=fatal)
 
 
-def _stamp(moment: dt.datetime | None) -> str | None:
-    """A naive local time (as ``schedule`` keeps them) as ISO 8601 with its UTC offset."""
-    return moment.astimezone().isoformat(timespec="seconds") if moment else None
+def _resume(runs: JobRuns, batches: list[BatchInfo]) -> LastRun | None:
+    return runs.resume(batches)

@@ -1,7 +1,9 @@
 """The job files the scheduler watches: found in folders, re-read when they change.
 
 A file that became invalid keeps its last valid version (``JobFile.job``) beside the error,
-so the scheduler can report the problem and go on running what worked.
+so the scheduler can report the problem and go on running what worked. Whatever reading a
+file raises, even a bug of the loader, is that file's error: no job file can stop the
+service or the other jobs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from mailbatch.job.model import Job, load_job
 from mailbatch.job.timetable import Timetable, parse_timetable
 from mailbatch.job.yamlfile import load_yaml
 
-__all__ = ["JOB_SUFFIXES", "Change", "JobFile", "JobFiles"]
+__all__ = ["JOB_SUFFIXES", "Change", "JobFile", "JobFiles", "unexpected"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class Change:
     kind: str
     file: JobFile
     reschedule: bool = False  # the timetable is new or different
+    crash: BaseException | None = None  # ``invalid`` because of a bug: log its traceback
 
 
 class JobFiles:
@@ -116,9 +119,9 @@ class JobFiles:
                                "08:00' to run it with mailbatch schedule", path=str(path))
             timetable = parse_timetable(job.schedule)
         except JobError as err:
-            file = known or self.files.setdefault(path, JobFile(path))
-            file.signature, file.error = signature, str(err)
-            return Change("invalid", file)
+            return self._invalid(path, signature, str(err))
+        except Exception as err:  # a bug in the loader: still only this file's problem
+            return self._invalid(path, signature, unexpected(path, err), err)
         file = known or self.files.setdefault(path, JobFile(path))
         kind = "changed" if file.job else "added"
         reschedule = file.timetable is None or file.timetable.text != timetable.text
@@ -126,10 +129,27 @@ class JobFiles:
         return Change(kind, file, reschedule)
 
 
+    def _invalid(self, path: Path, signature: Signature, error: str,
+                 crash: BaseException | None = None) -> Change:
+        """The file as it is now cannot be used; its last valid version (if any) stays. The
+        signature is kept, so the same error is reported once, not at every look."""
+        file = self.files.setdefault(path, JobFile(path))
+        file.signature, file.error = signature, error
+        return Change("invalid", file, crash=crash)
+
+
+def unexpected(path: Path, err: BaseException) -> str:
+    """The error line of a job file whose loading raised what no job file should."""
+    what = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    return (f"{path}: cannot be loaded: {what}; this is a bug in mailbatch, please report it "
+            "(the service logs its traceback)")
+
+
 def _declares_schedule(path: Path) -> bool:
-    """Whether a YAML file in a watched folder is a scheduled job (a syntax error counts)."""
+    """Whether a YAML file in a watched folder is a scheduled job (a file that cannot be read
+    counts: its error is shown rather than the file ignored)."""
     try:
         data = load_yaml(path)
-    except JobError:
+    except Exception:
         return True
     return isinstance(data, Mapping) and "schedule" in data

@@ -6,6 +6,7 @@ import getpass
 import os
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -85,8 +86,11 @@ def describe(smtp: SmtpSettings) -> tuple[str, str | None]:
                    if unsafe else None)
         return f"{what} from file {path}", problem
     if source.kind == "command":
-        argv = shlex.split(source.value) if isinstance(source.value, str) else source.value
-        return f"{what} from command {argv[0] if argv else ''!r}", None
+        argv = _argv(source.value)
+        if not argv or shutil.which(argv[0]) is None:
+            return (f"{what} from a command", "the command in smtp.password_command (or "
+                    "oauth2_token_command) is not found (not shown: it may be the password)")
+        return f"{what} from command {argv[0]!r}", None
     if sys.stdin and sys.stdin.isatty():
         return f"{what} asked on the terminal", None
     return (f"{what} asked on the terminal", "no terminal to ask on (cron, a pipe): set "
@@ -111,13 +115,18 @@ def _from_file(path: Path) -> str:
 
 
 def _from_command(command: str | tuple[str, ...], field: str) -> str:
-    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    argv = _argv(command)
     try:
+        if not argv:
+            raise FileNotFoundError
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
                               stdin=subprocess.DEVNULL, check=False)
-    except FileNotFoundError:
-        raise JobError(f"command {argv[0]!r} not found; check the command", field=field) \
-            from None
+    except OSError as err:
+        # Never echo the command: like password_env, it may be the password pasted there.
+        why = "not found" if isinstance(err, FileNotFoundError) else \
+            f"cannot be run ({err.strerror})"
+        raise JobError(f"the command is {why} (it is not shown here, in case it is the "
+                       "password itself); check the command", field=field) from None
     except subprocess.TimeoutExpired:
         raise JobError("command did not finish within 60 seconds", field=field) from None
     if done.returncode != 0:
@@ -129,3 +138,13 @@ def _from_command(command: str | tuple[str, ...], field: str) -> str:
         raise JobError(f"command {argv[0]!r} printed nothing; it must print the secret",
                        field=field)
     return value
+
+
+def _argv(command: str | tuple[str, ...]) -> list[str]:
+    """The command's arguments; a job loaded by load_job already holds them as a tuple."""
+    if isinstance(command, str):
+        try:
+            return shlex.split(command)
+        except ValueError:
+            return []
+    return list(command)

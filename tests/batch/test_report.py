@@ -6,6 +6,9 @@ import base64
 import csv
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -179,3 +182,15 @@ def test_write_report_quotes_awkward_values_in_valid_json_and_csv(tmp_path):
         rows = list(csv.DictReader(file))
     assert rows[0]["message"] == 'say "no",\nthen ünïcode'
     assert rows[0]["code"] == ""
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o077, 0o600), (0o022, 0o644)])
+def test_report_files_are_as_private_as_the_umask_says(tmp_path, umask, mode):
+    """The scheduler's systemd unit sets UMask=0077 so reports (addresses, replies) stay private."""
+    folder = tmp_path / "job"
+    subprocess.run([sys.executable, "-m", "mailbatch", "init", "-q", str(folder)], check=True)
+    subprocess.run([sys.executable, "-m", "mailbatch", "run", "-q", "--dry-run",
+                    str(folder / "job.yaml")], check=True, preexec_fn=lambda: os.umask(umask))
+    reports = list((folder / "reports").iterdir())
+    assert len(reports) == 2
+    assert {report.stat().st_mode & 0o777 for report in reports} == {mode}

@@ -200,6 +200,31 @@ def test_the_progress_display_follows_the_terminal_and_the_flags(tty, quiet, ver
     assert type(choose(stream, quiet=quiet, verbose=verbose, debug=debug)) is kind
 
 
+def test_a_dumb_terminal_gets_log_lines_not_a_bar(monkeypatch):
+    monkeypatch.setenv("TERM", "dumb")
+
+    assert type(choose(Terminal(), quiet=False, verbose=0)) is LogLines
+
+
+def test_with_no_color_the_bar_is_drawn_and_cleared_without_escape_sequences(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.delenv("TERM", raising=False)
+    stream = Terminal()
+    bar = choose(stream, quiet=False, verbose=0)
+    assert isinstance(bar, Bar)
+    bar.width = 4
+
+    bar(1, 2, "a@example.org", Outcome("sent", 250, "ok"))
+    bar.clear()
+    bar(2, 2, "b@example.org", Outcome("sent", 250, "ok"))
+    bar.close()
+
+    shown = stream.getvalue()
+    assert "\x1b" not in shown
+    first = "[##--] 1/2  50%  1 sent"
+    assert shown == f"\r{first}\r{' ' * len(first)}\r\r[####] 2/2 100%  2 sent\n"
+
+
 def test_main_leaves_logging_as_it_found_it(job_path, capsys):
     logger = logging.getLogger("mailbatch")
     before = (list(logger.handlers), logger.level, logger.propagate)

@@ -16,8 +16,8 @@ from mailbatch.cli.starter import starter_files
 from mailbatch.job.model import load_job
 
 ROOT = Path(__file__).resolve().parents[2]
-STARTER = {"job.yaml", "recipients.csv", "templates/message.txt.j2",
-           "templates/message.html.j2", "attachments/common/terms.txt"}
+STARTER = {"job.yaml", "recipients.csv", "data/figures.csv", "templates/message.html.j2",
+           "attachments/common/terms.txt"}
 
 
 def test_init_writes_the_starter_job_into_a_new_folder(tmp_path, capsys):

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,30 +21,16 @@ from mailbatch.cli import main as cli
 from mailbatch.job.model import Job
 from mailbatch.service.scheduler import Service
 from tests.clock import FakeClock
-from tests.helpers import smtp_block
+from tests.scheduled import subjects, wait_for_status, write_scheduled
 
-START = dt.datetime(2026, 6, 3, 10, 0)  # a Wednesday, naive local time like datetime.now()
+
+def local(*fields: int) -> dt.datetime:
+    """A wall-clock time of this machine, aware (as the service's clock gives them)."""
+    return dt.datetime(*fields).astimezone()
+
+
+START = local(2026, 6, 3, 10, 0)  # a Wednesday
 POLL = 10  # seconds between looks at the job files
-
-
-def write_scheduled(folder: Path, name: str, server, ca_file, schedule: str = "every 10 minutes",
-                    *, recipients: tuple[str, ...] = ("ann", "bob"), text: str = "Hello {{ name }}",
-                    extra: str = "") -> Path:
-    """A job file `folder/name.yaml` sending to `recipients`@example.org on `schedule`."""
-    people = "\n".join(f"  - {{email: {r}@example.org, name: {r.title()}}}" for r in recipients)
-    path = folder / f"{name}.yaml"
-    content = (smtp_block(server, ca_file) + f"from: Reports <reports@example.org>\n"
-               f"subject: '{name} for {{{{ name }}}}'\ntext: '{text}'\nrecipients:\n{people}\n"
-               f"schedule: {schedule}\n{extra}")
-    old = path.stat().st_mtime if path.exists() else None
-    path.write_text(content, encoding="utf-8")
-    if old is not None:  # a rewrite is always seen as a change, however coarse the clock
-        os.utime(path, (old + 1, old + 1))
-    return path
-
-
-def subjects(server) -> list[str]:
-    return sorted(m.message["Subject"] for m in server.messages)
 
 
 def last_runs(service: Service) -> dict[str, dict | None]:
@@ -97,7 +82,7 @@ def test_due_jobs_run_when_the_clock_reaches_their_time_and_not_before(
     write_scheduled(jobs, "rarely", smtp_server, ca_file, "every 30 minutes")
     service = make_service(jobs)
     assert [e.next_run for e in service.sorted_entries()] == [
-        dt.datetime(2026, 6, 3, 10, 10), dt.datetime(2026, 6, 3, 10, 30)]
+        local(2026, 6, 3, 10, 10), local(2026, 6, 3, 10, 30)]
 
     step(service, clock, minutes=9)
     assert smtp_server.messages == []
@@ -128,7 +113,7 @@ def test_a_failing_job_is_reported_and_never_stops_the_others(
     write_scheduled(jobs, "broken", smtp_server, ca_file, text="Hello {{ no_such_field }}")
     write_scheduled(jobs, "fine", smtp_server, ca_file)
     service = make_service(jobs)
-    with caplog.at_level(logging.INFO, logger="mailbatch.service.scheduler"):
+    with caplog.at_level(logging.INFO, logger="mailbatch.service"):
         step(service, clock, minutes=10)
     assert subjects(smtp_server) == ["fine for Ann", "fine for Bob"]
     runs = last_runs(service)
@@ -142,7 +127,7 @@ def test_a_failing_job_is_reported_and_never_stops_the_others(
     step(service, clock, minutes=10)  # both stay scheduled and run again
     runs = last_runs(service)
     assert runs["broken"]["started"] == runs["fine"]["started"] == _iso(
-        dt.datetime(2026, 6, 3, 10, 20))
+        local(2026, 6, 3, 10, 20))
 
 
 def test_a_run_that_crashes_with_a_bug_is_logged_with_its_traceback_and_the_service_goes_on(
@@ -155,7 +140,7 @@ def test_a_run_that_crashes_with_a_bug_is_logged_with_its_traceback_and_the_serv
     write_scheduled(jobs, "buggy", smtp_server, ca_file)
     write_scheduled(jobs, "fine", smtp_server, ca_file)
     service = make_service(jobs, runner=runner)
-    with caplog.at_level(logging.INFO, logger="mailbatch.service.scheduler"):
+    with caplog.at_level(logging.INFO, logger="mailbatch.service"):
         step(service, clock, minutes=10)
     crash = [r for r in caplog.records if r.exc_info]
     assert len(crash) == 1
@@ -165,7 +150,7 @@ def test_a_run_that_crashes_with_a_bug_is_logged_with_its_traceback_and_the_serv
     runs = last_runs(service)
     assert (runs["buggy"]["result"], runs["buggy"]["exit_code"]) == ("crashed", 70)
     assert runs["buggy"]["summary"] == "ZeroDivisionError: division by zero"
-    assert service.entries[jobs / "buggy.yaml"].next_run == dt.datetime(2026, 6, 3, 10, 20)
+    assert service.entries[jobs / "buggy.yaml"].next_run == local(2026, 6, 3, 10, 20)
 
 
 # -- never twice at once --------------------------------------------------------------------
@@ -187,7 +172,7 @@ def test_a_job_still_running_when_it_is_due_again_is_not_started_twice(
     clock.advance(minutes=1)
     service.tick()
     assert started.acquire(timeout=10)
-    with caplog.at_level(logging.WARNING, logger="mailbatch.service.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="mailbatch.service"):
         clock.advance(minutes=1)
         service.tick()
         clock.advance(minutes=1)
@@ -213,7 +198,7 @@ def test_a_run_held_off_by_another_process_lock_is_logged_and_skipped(
     service = make_service(jobs)
     job = service.entries[jobs / "daily.yaml"].job
     with job_lock(job.state_dir / "daily.lock", "daily"), \
-            caplog.at_level(logging.WARNING, logger="mailbatch.service.scheduler"):
+            caplog.at_level(logging.WARNING, logger="mailbatch.service"):
         step(service, clock, minutes=10)
     last = last_runs(service)["daily"]
     assert (last["result"], last["exit_code"]) == ("skipped", 3)
@@ -246,12 +231,12 @@ def test_a_changed_timetable_is_rescheduled_and_a_changed_body_is_used_by_the_ne
     write_scheduled(jobs, "report", smtp_server, ca_file, "every 30 minutes")
     service.request_reload()  # what SIGHUP does: no need to wait for the next look
     service.tick()
-    assert service.entries[path].next_run == dt.datetime(2026, 6, 3, 10, 30)
+    assert service.entries[path].next_run == local(2026, 6, 3, 10, 30)
 
     write_scheduled(jobs, "report", smtp_server, ca_file, "every 30 minutes",
                     text="Version two for {{ name }}", extra="batch: two\n")
     step(service, clock, seconds=POLL)
-    assert service.entries[path].next_run == dt.datetime(2026, 6, 3, 10, 30)  # unchanged
+    assert service.entries[path].next_run == local(2026, 6, 3, 10, 30)  # unchanged
     step(service, clock, minutes=30)
     assert {m.message.get_content().strip() for m in smtp_server.messages} == {
         "Version two for Ann", "Version two for Bob"}
@@ -275,7 +260,7 @@ def test_a_job_file_that_became_invalid_is_reported_and_its_previous_version_kee
     service = make_service(jobs, status_file=status_file)
     write_scheduled(jobs, "report", smtp_server, ca_file, "every mondy at 08:00",
                     text="Broken version")
-    with caplog.at_level(logging.ERROR, logger="mailbatch.service.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="mailbatch.service"):
         step(service, clock, seconds=POLL)
         step(service, clock, seconds=POLL)  # reported once, not at every look
     [error] = [r.getMessage() for r in caplog.records]
@@ -350,17 +335,18 @@ def test_status_file_says_the_service_is_alive_and_each_jobs_last_and_next_run(
         "heartbeat": _iso(START), "poll_seconds": POLL, "watching": [str(jobs)]}
     assert status["jobs"] == [{
         "name": "weekly", "file": str(path), "schedule": "every wednesday at 10:05",
-        "next_run": _iso(dt.datetime(2026, 6, 3, 10, 5)), "running": False,
-        "running_since": None, "overlaps_skipped": 0, "file_error": None, "last_run": None}]
+        "next_run": _iso(local(2026, 6, 3, 10, 5)), "running": False,
+        "running_since": None, "overlaps_skipped": 0, "file_error": None, "last_run": None,
+        "notified": {}}]
 
     step(service, clock, minutes=5)
     service.tick()  # the outcome is recorded at the tick after the run
     status = json.loads(status_file.read_text())
-    assert status["service"]["heartbeat"] == _iso(dt.datetime(2026, 6, 3, 10, 5))
+    assert status["service"]["heartbeat"] == _iso(local(2026, 6, 3, 10, 5))
     [job] = status["jobs"]
-    assert job["next_run"] == _iso(dt.datetime(2026, 6, 10, 10, 5))
+    assert job["next_run"] == _iso(local(2026, 6, 10, 10, 5))
     last = job["last_run"]
-    assert last["started"] == last["finished"] == _iso(dt.datetime(2026, 6, 3, 10, 5))
+    assert last["started"] == last["finished"] == _iso(local(2026, 6, 3, 10, 5))
     assert (last["result"], last["exit_code"]) == ("ok", 0)
     assert last["summary"].startswith("weekly: batch ")
     assert "2 sent" in last["summary"]
@@ -424,7 +410,7 @@ def test_the_service_runs_two_jobs_every_second_until_sigterm(
          str(status_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         smtp_server.wait_for(4, timeout=15)
-        status = _wait_for_status(status_file, lambda s: all(
+        status = wait_for_status(status_file, lambda s: all(
             job["last_run"] and job["last_run"]["result"] == "ok" for job in s["jobs"])
             and len(s["jobs"]) == 2)
         assert status["service"]["pid"] == service.pid
@@ -447,20 +433,6 @@ def test_the_service_runs_two_jobs_every_second_until_sigterm(
     for job in final["jobs"]:
         assert (job["last_run"]["result"], job["last_run"]["exit_code"]) == ("ok", 0)
         assert job["next_run"] is not None and job["running"] is False
-
-
-def _wait_for_status(path: Path, ready, timeout: float = 15) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            status = json.loads(path.read_text())
-            if ready(status):
-                return status
-        except (OSError, ValueError):
-            status = None
-        if time.monotonic() > deadline:
-            raise AssertionError(f"status file not ready within {timeout}s: {status}")
-        time.sleep(0.05)
 
 
 def _iso(moment: dt.datetime) -> str:
