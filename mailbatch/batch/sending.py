@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from mailbatch.batch.delivery import Sender
 from mailbatch.batch.journal import TO_SEND, Journal
 from mailbatch.batch.lock import JobLock
+from mailbatch.batch.spool import Spool
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient, iter_recipients
 from mailbatch.message.attachments import AttachmentCache, AttachmentProblem
@@ -37,7 +38,7 @@ class SendPlan:
     journal: Journal
     batch: str
     total: int
-    spool: object | None = None  # a Spool; None: every message is rendered when taken
+    spool: Spool | None = None  # None: every message is rendered when taken
     adjust: Callable[[Rendered], Rendered] | None = None  # e.g. a test send's readdressing
     limit: int | None = None  # only the first ``limit`` recipients (a test send)
     progress: Progress | None = None
@@ -100,7 +101,7 @@ def composed(plan: SendPlan, only: Collection[str] | None = None) -> Iterator[Co
         if (only is not None and key not in only) or journal.status(batch, key) not in TO_SEND:
             continue
         try:
-            rendered = spool.take(recipient) if spool is not None else None  # type: ignore[attr-defined]
+            rendered = spool.take(recipient) if spool is not None else None
             if rendered is None:
                 rendered = plan.renderer.render(recipient)
             if plan.adjust is not None:
