@@ -26,6 +26,7 @@ from sink import PASSWORD, USER
 from workload import FROM, FROM_ADDR, SUBJECT, Workdir
 
 __all__ = [
+    "Login",
     "Outcome",
     "Renderer",
     "addresses",
@@ -37,6 +38,18 @@ __all__ = [
     "wire_limit",
     "wire_limit_pipelined",
 ]
+
+
+@dataclass(frozen=True)
+class Login:
+    """Where the wire-limit loops connect and who they log in as (default: the sink)."""
+
+    host: str = "127.0.0.1"
+    user: str = USER
+    password: str = PASSWORD
+
+
+SINK = Login()
 
 
 @dataclass(frozen=True)
@@ -160,15 +173,15 @@ def addresses(work: Workdir) -> list[str]:
 
 
 def wire_limit(messages: Sequence[tuple[str, bytes]], port: int, ctx: ssl.SSLContext,
-               budget: float, nodelay: bool = True) -> Outcome:
+               budget: float, nodelay: bool = True, login: Login = SINK) -> Outcome:
     """Ready-made bytes over one session in a tight loop: the most an smtplib client can do."""
     start = time.perf_counter()
     sent = 0
-    with smtplib_ssl(port, ctx) as smtp:
+    with smtplib_ssl(port, ctx, login.host) as smtp:
         if nodelay:
             assert smtp.sock is not None
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        smtp.login(USER, PASSWORD)
+        smtp.login(login.user, login.password)
         for item in _bounded(messages, time.monotonic() + budget):
             to, data = item
             smtp.sendmail(FROM_ADDR, [to], data)
@@ -183,7 +196,7 @@ def dot_stuffed(data: bytes) -> bytes:
 
 
 def wire_limit_pipelined(messages: Sequence[tuple[str, bytes]], port: int,
-                         ctx: ssl.SSLContext, budget: float) -> Outcome:
+                         ctx: ssl.SSLContext, budget: float, login: Login = SINK) -> Outcome:
     """The wire limit with PIPELINING (RFC 2920), which smtplib cannot do: MAIL, RCPT and
     DATA in one write; then the dot-stuffed message, its "." and the next message's MAIL,
     RCPT and DATA in another (message content may lead a group, RFC 2920 3.1): one round trip
@@ -195,10 +208,10 @@ def wire_limit_pipelined(messages: Sequence[tuple[str, bytes]], port: int,
     def envelope(to: str) -> bytes:
         return f"MAIL FROM:<{FROM_ADDR}>\r\nRCPT TO:<{to}>\r\nDATA\r\n".encode()
 
-    with smtplib_ssl(port, ctx) as smtp:
+    with smtplib_ssl(port, ctx, login.host) as smtp:
         assert smtp.sock is not None
         smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        smtp.login(USER, PASSWORD)
+        smtp.login(login.user, login.password)
         if not smtp.has_extn("pipelining"):
             raise RuntimeError("the sink does not offer PIPELINING")
         bounded = _bounded(messages, time.monotonic() + budget)
@@ -219,6 +232,7 @@ def wire_limit_pipelined(messages: Sequence[tuple[str, bytes]], port: int,
     return Outcome(sent, time.perf_counter() - start)
 
 
-def smtplib_ssl(port: int, ctx: ssl.SSLContext) -> smtplib.SMTP_SSL:
-    """Loopback only, with a timeout so a stuck sink fails the run instead of hanging it."""
-    return smtplib.SMTP_SSL("127.0.0.1", port, context=ctx, timeout=30)
+def smtplib_ssl(port: int, ctx: ssl.SSLContext, host: str = "127.0.0.1") -> smtplib.SMTP_SSL:
+    """The sink on loopback (or the MTA of the environment), with a timeout so a stuck
+    server fails the run instead of hanging it."""
+    return smtplib.SMTP_SSL(host, port, context=ctx, timeout=30)

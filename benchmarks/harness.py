@@ -43,11 +43,13 @@ def make_certs(folder: Path) -> tuple[Path, Path]:
 class Sink:
     """The sink process and its control pipe: reset and read counters between runs."""
 
-    def __init__(self, server_pem: Path, log: Path) -> None:
+    def __init__(self, server_pem: Path, log: Path, mode: str = "mta") -> None:
         self._log = log.open("w")
+        self.mode = mode
+        self.host = "127.0.0.1"
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "sink.py"), "--cert", str(server_pem),
-             "--key", str(server_pem)],
+             "--key", str(server_pem), "--mode", mode],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
         )
         self._lines: queue.Queue[str] = queue.Queue()

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from harness import Sink, machine, make_certs
 from phases import MAILBATCH, QUICK, Bench, Sizes
+from reports import MtaTarget, Server, run_reports
 from results import WIRE, Results
+from sink import MODES, PASSWORD, USER
 from workload import make_workdir, report_job
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +35,12 @@ LEGEND = [
     "policy=email.policy.SMTP, sent with smtp.sendmail() over one session with TCP_NODELAY: "
     "the most an smtplib client can do against this sink.",
     "wire limit, no TCP_NODELAY: the same loop with default socket options (Nagle on).",
+    "R: report mails (text + HTML, a PDF per recipient, a PNG shared), 200 and 2,000; the "
+    "wire limit there is the plain smtplib loop the targets of issue 15 compare with; "
+    "mailbatch runs with its defaults and with smtp.pipelining: false, start-up included.",
+    "The sink behaves on TCP like the common MTAs unless --sink fast: Nagle on, at most 4 KiB "
+    "of a TLS record read at a time, the replies gathered so far written before each read, as "
+    "Postfix does.",
     "wire limit, pipelined: the same prebuilt messages with PIPELINING (RFC 2920), which "
     "smtplib cannot do: MAIL, RCPT and DATA in one write, then the message, its \".\" and the "
     "next message's MAIL, RCPT and DATA in another; the most any client can do here.",
@@ -56,8 +64,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="tiny sizes and one round: a smoke run for tests (well under 30 s)")
     parser.add_argument("--out", type=Path, default=HERE / "out",
                         help="results and scratch folder (default benchmarks/out)")
-    parser.add_argument("--only", default="ABCD",
-                        help="workloads to run, e.g. AB (default ABCD)")
+    parser.add_argument("--only", default="ABCDR",
+                        help="workloads to run, e.g. AB (default ABCDR; R also runs against "
+                             "the MTA of MAILBATCH_MTA_HOST when that is set)")
+    parser.add_argument("--sink", choices=MODES, default="mta",
+                        help="mta: the sink behaves on TCP like Postfix (Nagle on, replies "
+                             "written as Postfix writes them; default); fast: the first sink")
     parser.add_argument("--reps", type=int, help="rounds per throughput workload (default 3)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply the recipient counts of A, B and C (subsets stay as "
@@ -107,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key:>8}: {value}")
     ca_pem, server_pem = make_certs(work / "certs")
     results = Results()
-    sink = Sink(server_pem, out / "sink.log")
+    sink = Sink(server_pem, out / "sink.log", args.sink)
     try:
         bench = Bench(sink, ca_pem, results, args.mailbatch_path.resolve(),
                       budget=30.0 if args.quick else 300.0, repeat_under=args.repeat_under)
@@ -115,7 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         if bench.mailbatch_error is not None:
             print(f"mailbatch: not available ({bench.mailbatch_error})")
         run_workloads(bench, sizes, work, ca_pem, args.only.upper())
+        if "R" in args.only.upper():
+            reps = 1 if args.quick else sizes.reps
+            report_sizes = (20, 50) if args.quick else R_SIZES
+            run_reports(bench, "sink", Server("sink", "127.0.0.1", sink.port, USER, PASSWORD,
+                                              ca_pem), report_sizes, reps, work)
+            run_mta(args, results, report_sizes, reps, work)
         for row in results.rows:
+            if row.workload.endswith(" mta"):
+                continue  # the MTA's CPU is not measured
             if row.contender == WIRE and row.rate is not None and row.sink_cpu_pct is not None:
                 results.notes.append(
                     f"sink: {row.rate:,.0f} msg/s from the wire-limit client on {row.workload} "
@@ -128,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     elapsed = time.perf_counter() - started
     facts = {**facts, "mode": "quick" if args.quick else f"full, scale {args.scale:g}",
+             "sink": args.sink + (" (Nagle on, replies written as Postfix writes them)"
+                                  if args.sink == "mta" else " (TCP_NODELAY)"),
+             "MTA": _mta_fact(),
              "rounds": str(sizes.reps), "benchmark wall time": f"{elapsed:.0f} s"}
     path = results.write(out, "mailbatch benchmark", facts, LEGEND)
     print()
@@ -173,6 +196,32 @@ def run_workloads(bench: Bench, s: Sizes, work: Path, ca_pem: Path, only: str) -
               f"({'charts drawn' if charts else 'no matplotlib: a prepared PNG per region'})")
         plain = make_workdir(work / "D", s.d, port, ca_pem, s.pdf_bytes)
         bench.features(plain, report_job(plain, port), s.reps, charts)
+
+
+R_SIZES = (200, 2_000)
+
+
+def run_mta(args: argparse.Namespace, results: Results, sizes: tuple[int, ...], reps: int,
+            work: Path) -> None:
+    """Workload R against the real MTA the environment names (opt-in)."""
+    server = Server.from_env()
+    if server is None:
+        results.notes.append("R against a real MTA: not run (MAILBATCH_MTA_HOST is not set)")
+        return
+    if not server.count:
+        results.notes.append("R against a real MTA: not run: MAILBATCH_MTA_COUNT (a command "
+                             "printing how many messages it delivered) is needed to check runs")
+        return
+    bench = Bench(MtaTarget(server), server.ca_file, results,  # type: ignore[arg-type]
+                  args.mailbatch_path.resolve(), budget=600.0,
+                  repeat_under=args.repeat_under)
+    bench.scratch = work  # a neutral cwd for python -m, not the MTA's folder
+    run_reports(bench, "mta", server, sizes, reps, work)
+
+
+def _mta_fact() -> str:
+    server = Server.from_env()
+    return "none" if server is None else f"{server.host}:{server.port} (MAILBATCH_MTA_HOST)"
 
 
 RAM_FS = Path("/dev/shm")

@@ -4,10 +4,19 @@ Why not aiosmtpd: it tops out near 180 messages/s, slower than the clients it wo
 This sink reads DATA in bulk (it searches the buffer for the terminator, it never parses
 lines) and keeps no message bodies, so the client is the bottleneck.
 
-Run as its own process: ``python benchmarks/sink.py --cert C --key K``. It prints one JSON
-line ``{"port": N}`` on stdout once listening, then answers control commands read from
-stdin, one per line: ``stats`` (print counters as JSON), ``reset`` (zero them, print them),
-``quit``. It exits when stdin closes, so it cannot outlive the harness.
+Two modes. ``mta`` (the default) behaves on TCP like the common MTAs (Postfix, Exim,
+Sendmail): Nagle's algorithm stays on for accepted sockets (asyncio turns it off, no MTA
+does), and it reads as Postfix does, at most 4 KiB of one TLS record at a time, writing the
+replies gathered so far before each read (Postfix's double-buffered stream flushes its
+output whenever it refills its 4 KiB input buffer). A client whose pipelined commands
+arrive in two reads (a small write trailing the ".", or a group across a 4 KiB boundary) then
+waits for its own delayed ACK, some 40 ms, as it would against Postfix. ``fast`` is the first
+sink: asyncio's TLS, TCP_NODELAY, replies written once per read of the socket.
+
+Run as its own process: ``python benchmarks/sink.py --cert C --key K [--mode mta|fast]``. It
+prints one JSON line ``{"port": N}`` on stdout once listening, then answers control commands
+read from stdin, one per line: ``stats`` (print counters as JSON), ``reset`` (zero them,
+print them), ``quit``. It exits when stdin closes, so it cannot outlive the harness.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import ssl
 import sys
 from dataclasses import asdict, dataclass
 
-__all__ = ["PASSWORD", "USER", "Counters", "SmtpSink", "main"]
+__all__ = ["MODES", "PASSWORD", "USER", "Counters", "SmtpSink", "main"]
 
 USER = "bench"
 PASSWORD = "bench-password-not-secret"
@@ -30,6 +39,7 @@ TERMINATOR = b"\r\n.\r\n"
 MAX_LINE = 64 * 1024
 READ_SIZE = 1024 * 1024  # large reads: fewer wake-ups per megabyte of DATA
 SMALL_CHUNK = 16 * 1024
+MODES = ("mta", "fast")
 
 
 @dataclass
@@ -289,15 +299,22 @@ async def _control(counters: Counters) -> None:
         print(json.dumps(asdict(counters)), flush=True)
 
 
-async def serve(cert: str, key: str, host: str, port: int) -> None:
+async def serve(cert: str, key: str, host: str, port: int, mode: str = "mta") -> None:
     """Listen with implicit TLS until the control channel ends."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     counters = Counters()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SmtpSink(counters), host, port, ssl=context, backlog=512, reuse_address=True
-    )
+    if mode == "mta":  # TLS in the protocol, record by record
+        from sink_mta import MtaLikeSink  # imported here: this file also runs as a script
+
+        server = await loop.create_server(
+            lambda: MtaLikeSink(counters, context), host, port, backlog=512,
+            reuse_address=True)
+    else:
+        server = await loop.create_server(
+            lambda: SmtpSink(counters), host, port, ssl=context, backlog=512,
+            reuse_address=True)
     bound = server.sockets[0].getsockname()[1]
     print(json.dumps({"port": bound}), flush=True)
     async with server:
@@ -310,8 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key", required=True, help="PEM private key for the server")
     parser.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--mode", choices=MODES, default="mta",
+                        help="mta: Nagle on and replies written as Postfix writes them "
+                             "(default); fast: TCP_NODELAY and asyncio's TLS")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.cert, args.key, args.host, args.port))
+    asyncio.run(serve(args.cert, args.key, args.host, args.port, args.mode))
     return 0
 
 

@@ -13,12 +13,13 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness import Sink, make_certs, run_measured
-from sink import PASSWORD, USER
+from sink import MODES, PASSWORD, USER
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,9 +29,10 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-@pytest.fixture
-def sink(certs: tuple[Path, Path], tmp_path: Path) -> Iterator[Sink]:
-    running = Sink(certs[1], tmp_path / "sink.log")
+@pytest.fixture(params=MODES)
+def sink(certs: tuple[Path, Path], tmp_path: Path, request: pytest.FixtureRequest,
+         ) -> Iterator[Sink]:
+    running = Sink(certs[1], tmp_path / "sink.log", request.param)
     try:
         yield running
     finally:
@@ -174,3 +176,47 @@ def test_quick_run_writes_results(tmp_path: Path) -> None:
     wire = next(r for r in rows if r["workload"] == "B" and r["contender"] == "wire limit")
     assert wire["valid_runs"] == wire["runs"] == 1
     assert (tmp_path / "results.md").read_text().startswith("# mailbatch benchmark")
+
+
+def _two_writes_per_message(sink: Sink, certs: tuple[Path, Path], n: int, split: bool) -> float:
+    """Seconds for n messages whose "." and next envelope go out as two writes (or one)."""
+    raw = Raw(sink.port, certs[0])
+    raw.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    raw.send(b"EHLO me\r\nAUTH PLAIN " + _plain() + b"\r\n")
+    assert raw.reply().startswith(b"250") and raw.reply().startswith(b"235")
+    envelope = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
+    body = b"line of a message\r\n" * 2000
+    started = time.perf_counter()
+    raw.send(envelope)
+    for i in range(n):
+        assert [raw.reply()[:3] for _ in range(3)] == [b"250", b"250", b"354"]
+        following = envelope if i < n - 1 else b""
+        if split:
+            raw.send(body + b".\r\n")
+            if following:
+                raw.send(following)
+        else:
+            raw.send(body)
+            raw.send(b".\r\n" + following)
+        assert raw.reply().startswith(b"250")
+    elapsed = time.perf_counter() - started
+    raw.close()
+    return elapsed
+
+
+def test_the_mta_like_sink_makes_a_write_trailing_the_dot_wait_for_the_delayed_ack(
+        certs: tuple[Path, Path], tmp_path: Path) -> None:
+    # Nagle on at the server: its second small write (the envelope's replies) waits until the
+    # client acknowledges the first (the 250), and the client, waiting, delays its ACK ~40 ms.
+    times = {}
+    for mode in MODES:
+        running = Sink(certs[1], tmp_path / f"{mode}.log", mode)
+        try:
+            times[mode] = (_two_writes_per_message(running, certs, 10, split=True),
+                           _two_writes_per_message(running, certs, 10, split=False))
+            assert running.stats()["messages"] == 20
+        finally:
+            running.close()
+    assert times["mta"][0] > 10 * 0.02  # 40 ms a message on Linux; well above any noise
+    assert times["mta"][0] > 3 * times["mta"][1]
+    assert times["fast"][0] < 10 * 0.02  # the first sink hid it

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from mailbatch._version import __version__
 
 _ERRORS = ("AlreadyRunningError", "ConnectError", "InterruptedRun", "JobError", "LoginError",
-           "MailbatchError", "RenderError", "SessionLostError", "StateError", "UsageError")
+           "MailbatchError", "RenderError", "SessionLostError", "StateError",
+           "TooManyFailuresError", "UsageError")
 _EXPORTS = {
     "Job": "mailbatch.job.model",
     "load_job": "mailbatch.job.model",
@@ -43,6 +44,7 @@ __all__ = [
     "RunOptions",
     "SessionLostError",
     "StateError",
+    "TooManyFailuresError",
     "UsageError",
     "__version__",
     "load_job",
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
         RenderError,
         SessionLostError,
         StateError,
+        TooManyFailuresError,
         UsageError,
     )
     from mailbatch.job.model import Job, load_job

@@ -12,6 +12,7 @@ __all__ = [
     "EXIT_ALREADY_RUNNING",
     "EXIT_CONFIG",
     "EXIT_DATA",
+    "EXIT_FAILURES",
     "EXIT_INTERRUPTED",
     "EXIT_IO",
     "EXIT_NOPERM",
@@ -31,6 +32,7 @@ __all__ = [
     "RenderError",
     "SessionLostError",
     "StateError",
+    "TooManyFailuresError",
     "UnfinishedBatchError",
     "UsageError",
 ]
@@ -40,6 +42,7 @@ EXIT_PARTIAL = 1  # the batch ran, but some recipients were refused, failed or a
 EXIT_USAGE = 2  # the command line was wrong (argparse's own code)
 EXIT_ALREADY_RUNNING = 3  # another run of this job holds its lock
 EXIT_UNFINISHED = 4  # an older batch of this job still has recipients to send; nothing was sent
+EXIT_FAILURES = 5  # smtp.max_failures: too many permanent failures or uncertain outcomes
 EXIT_DATA = 65  # EX_DATAERR: a message could not be rendered; nothing was sent
 EXIT_SOFTWARE = 70  # EX_SOFTWARE: a bug in mailbatch (the traceback is in a crash log)
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: could not connect or TLS failed; nothing more was sent
@@ -115,6 +118,14 @@ class SessionLostError(MailbatchError, ConnectionError):
     """Raised when the server keeps failing after the batch began and retries are used up."""
 
     exit_code = EXIT_TEMPFAIL
+
+
+class TooManyFailuresError(MailbatchError):
+    """Raised when more messages were refused, failed or left uncertain than
+    ``smtp.max_failures`` allows: the server or the job is likely broken for every message,
+    so the batch stops with the rest pending instead of using them all up."""
+
+    exit_code = EXIT_FAILURES
 
 
 class AlreadyRunningError(MailbatchError):

@@ -65,7 +65,8 @@ def test_debug_smtp_logs_message_content_as_its_size_not_its_text(
 
     err = capsys.readouterr().err
     assert "Hello Ann" not in err and "Report for Ann" not in err
-    assert err.count("bytes, then the end of DATA]") == 2
+    assert err.count("smtp send: [message content: ") == 2
+    assert err.count("smtp send: [the end of DATA]") == 2
     assert "smtp reply: b'250" in err  # the server's answers are still shown
     assert all(b"Hello" in m.data for m in smtp_server.messages)
 

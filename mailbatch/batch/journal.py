@@ -12,7 +12,9 @@ States of a recipient in a batch:
 - ``dry-run``: written to the outbox by a dry run (only in a dry run's throwaway journal).
 
 Each state change is its own committed transaction (WAL mode), so a killed process leaves at
-most one recipient ``uncertain``. One Journal is one connection, for one run: open a new one
+most one recipient ``uncertain``; the sender makes each one only from the state it left the
+recipient in (``mark(..., expect=...)``), so a second run on the same batch stops instead of
+sending a message twice. One Journal is one connection, for one run: open a new one
 per run (and per thread), never share one between concurrent runs.
 """
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mailbatch.batch.journalfile import open_journal
 from mailbatch.errors import StateError
 
 __all__ = ["FINAL", "STATUSES", "TO_SEND", "BatchInfo", "Entry", "Journal"]
@@ -36,33 +39,6 @@ TO_SEND = ("pending", "deferred")
 STATUSES = ("pending", "deferred", "uncertain", "sent", "refused", "failed", "removed",
             "dry-run")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
-    batch TEXT PRIMARY KEY,
-    base TEXT NOT NULL,
-    created TEXT NOT NULL,
-    clock TEXT  -- the first run's clock with its UTC offset: what a resume renders with
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    batch TEXT NOT NULL,
-    key TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    address TEXT NOT NULL,
-    status TEXT NOT NULL,
-    code INTEGER,
-    message TEXT NOT NULL DEFAULT '',
-    message_id TEXT NOT NULL DEFAULT '',
-    attachments TEXT NOT NULL DEFAULT '[]',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    updated TEXT NOT NULL,
-    envelope TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (batch, key)
-);
-CREATE TABLE IF NOT EXISTS meta (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
 
 
 @dataclass(frozen=True)
@@ -121,28 +97,7 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # timeout: a reader elsewhere (the scheduler's status) may hold the file briefly.
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                      timeout=10)
-            # WAL + NORMAL: a committed state survives the process being killed; only a power
-            # loss can lose the last few commits (see README, "Guarantees").
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
-            columns = {row[1] for row in self.db.execute("PRAGMA table_info(batches)")}
-            if "clock" not in columns:  # a journal written before batches kept their clock
-                self.db.execute("ALTER TABLE batches ADD COLUMN clock TEXT")
-            columns = {row[1] for row in self.db.execute("PRAGMA table_info(deliveries)")}
-            if "envelope" not in columns:  # a journal written before the column existed
-                self.db.execute("ALTER TABLE deliveries ADD COLUMN envelope TEXT NOT NULL "
-                                "DEFAULT '{}'")
-            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, "
-                            "loc TEXT)")
-        except (OSError, sqlite3.Error) as err:
-            raise StateError(f"{path}: cannot open the journal: {err}; check the state_dir "
-                             "folder is writable") from None
+        self.db = open_journal(path)
 
     @classmethod
     def reader(cls, path: Path) -> Journal:
@@ -172,6 +127,14 @@ class Journal:
         """Every statement goes through here, so a full disk is a StateError, not a traceback."""
         try:
             return self.db.execute(sql, params)
+        except sqlite3.OperationalError as err:
+            if "locked" in str(err) or "busy" in str(err):
+                raise StateError(f"{self.path}: the journal is held by another process "
+                                 f"({err}): is another run of this job going? Stopping; make "
+                                 "sure only one run is going, then run again to resume") \
+                    from None
+            raise StateError(f"{self.path}: cannot update the journal: {err}; check the disk "
+                             "and the state_dir folder, then run again to resume") from None
         except sqlite3.Error as err:
             raise StateError(f"{self.path}: cannot update the journal: {err}; check the disk "
                              "and the state_dir folder, then run again to resume") from None
@@ -204,9 +167,11 @@ class Journal:
         A batch left with only ``uncertain`` recipients is not one: a resume sends nothing."""
         return [info for info in self._batches("", ()) if info.to_send]
 
-    def create(self, base: str, clock: dt.datetime) -> str:
-        """Start a new batch for ``base``: ``base`` itself, or ``base#N`` if it exists."""
+    def create(self, base: str, clock: dt.datetime, earlier: int = 0) -> str:
+        """Start a new batch for ``base``: ``base`` itself, or ``base#N`` if it exists (or if
+        ``earlier`` batches of it are known from elsewhere, such as a lost journal's report)."""
         count = self._execute("SELECT COUNT(*) FROM batches WHERE base = ?", (base,)).fetchone()[0]
+        count = max(count, earlier)
         batch = base if not count else f"{base}#{count + 1}"
         self._execute("INSERT INTO batches (batch, base, created, clock) VALUES (?, ?, ?, ?)",
                       (batch, base, _now(), clock.isoformat()))
@@ -233,8 +198,10 @@ class Journal:
 
     # -- recipients ------------------------------------------------------------------------
 
-    def begin(self) -> None:
-        self._execute("BEGIN")
+    def begin(self, immediate: bool = False) -> None:
+        """Open a transaction; ``immediate`` takes the write lock at once, so what is read
+        in it cannot be changed by another connection before it commits."""
+        self._execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     def commit(self) -> None:
         self._execute("COMMIT")
@@ -285,13 +252,33 @@ class Journal:
         return row[0] if row else None
 
     def mark(self, batch: str, key: str, status: str, code: int | None = None,
-             message: str = "", attempts: int = 0) -> None:
+             message: str = "", attempts: int = 0, *,
+             expect: tuple[str, ...] | None = None) -> None:
         """Record a state change, committed at once (autocommit outside begin());
-        ``attempts`` is how many SMTP transactions this change accounts for."""
-        self._execute(
+        ``attempts`` is how many SMTP transactions this change accounts for.
+
+        With ``expect``, the change is made only from one of those states, and a row in any
+        other state stops the run (StateError): something else (another run, a person) is
+        changing this batch, and going on could send a message twice.
+        """
+        if expect is None:
+            self._execute(
+                "UPDATE deliveries SET status = ?, code = ?, message = ?, updated = ?,"
+                " attempts = attempts + ? WHERE batch = ? AND key = ?",
+                (status, code, message, _now(), attempts, batch, key))
+            return
+        marks = ", ".join("?" * len(expect))
+        cursor = self._execute(
             "UPDATE deliveries SET status = ?, code = ?, message = ?, updated = ?,"
-            " attempts = attempts + ? WHERE batch = ? AND key = ?",
-            (status, code, message, _now(), attempts, batch, key))
+            f" attempts = attempts + ? WHERE batch = ? AND key = ? AND status IN ({marks})",
+            (status, code, message, _now(), attempts, batch, key, *expect))
+        if cursor.rowcount != 1:
+            found = self.status(batch, key)
+            raise StateError(
+                f"{self.path}: batch {batch}: {key} is {found or 'not in the journal'}, not "
+                f"{' or '.join(expect)} as this run left it: another run (or a person) is "
+                "changing this batch at the same time; stopping so that nobody gets a message "
+                "twice. Make sure only one run of the job is going, then run again to resume")
 
     def reset_uncertain(self, batch: str) -> int:
         """Make uncertain recipients pending again, for --resend-uncertain."""

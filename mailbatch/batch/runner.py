@@ -12,27 +12,33 @@ import logging
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailbatch.batch.batches import batch_to_run, resume_hint
 from mailbatch.batch.delivery import Sender
-from mailbatch.batch.journal import TO_SEND, BatchInfo, Journal
-from mailbatch.batch.lock import job_lock
-from mailbatch.batch.report import Report, write_report
+from mailbatch.batch.journal import TO_SEND, Journal
+from mailbatch.batch.lock import JobLock, job_lock
+from mailbatch.batch.report import Report, check_writable, exit_code_for, write_report
+from mailbatch.batch.sending import SendPlan, send_all
 from mailbatch.batch.spool import Spool
-from mailbatch.errors import MailbatchError, RenderError, UnfinishedBatchError, UsageError
+from mailbatch.errors import (
+    EXIT_IO,
+    InterruptedRun,
+    MailbatchError,
+    RenderError,
+    StateError,
+)
 from mailbatch.job.addresses import Address
 from mailbatch.job.model import Job
-from mailbatch.job.recipients import Recipient, duplicate_failure, iter_recipients
-from mailbatch.message.attachments import AttachmentCache, AttachmentProblem
-from mailbatch.message.compose import compose
-from mailbatch.message.render import Rendered, Renderer, RenderFailure
+from mailbatch.job.recipients import duplicate_failure, iter_recipients
+from mailbatch.message.render import Rendered, Renderer
 from mailbatch.message.renderpool import RenderPool, Result
 from mailbatch.smtp.credentials import get_secret
 from mailbatch.smtp.outbox import FileTransport
-from mailbatch.smtp.transport import Envelope, Outcome, SmtpTransport, Transport
+from mailbatch.smtp.transport import Outcome, SmtpTransport, Transport
 
 __all__ = ["RunOptions", "as_test_send", "prepare", "run"]
 
@@ -63,7 +69,8 @@ class RunOptions:
 
 def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
             limit: int | None = None, resend_uncertain: bool = False,
-            spool: Spool | None = None, test_to: str | None = None) -> int:
+            spool: Spool | None = None, stop: threading.Event | None = None,
+            test_to: str | None = None) -> int:
     """Render every message still to send and register every recipient (or the first
     ``limit``, for a test send); send nothing. Returns how many were registered.
 
@@ -96,6 +103,8 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
         journal.forget_seen()
         with RenderPool(renderer) as pool:
             for recipient in iter_recipients(job):
+                if stop is not None and stop.is_set():  # SIGTERM: nothing is sent anyway
+                    raise InterruptedRun("stopped while rendering; nothing was sent")
                 count += 1
                 # Before rendering: a duplicate is reported even when one copy fails to render.
                 earlier = journal.first_seen(recipient.key, recipient.where)
@@ -131,25 +140,33 @@ def _envelope(rendered: Rendered) -> dict[str, list[str]]:
 def run(job: Job, options: RunOptions | None = None) -> Report:
     """Run one batch of ``job`` (or resume it) and return its report."""
     options = options or RunOptions()
+    if options.stop.is_set():  # a SIGTERM while the program was still starting
+        raise InterruptedRun("stopped before the run began; nothing was sent")
     now = options.now or dt.datetime.now().astimezone()
     test = options.test_to is not None
     # A test send gets Message-IDs of its own, so a mail store that drops duplicate IDs
     # cannot swallow the real message later.
     renderer = Renderer(job, now, message_id_salt=f"test {now.isoformat()}" if test else "")
     context = {**renderer.context, "batch": renderer.batch}
+    lock: JobLock | None = None
     with ExitStack() as stack:
         if options.dry_run or test:  # a test send leaves the job's journal alone
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mailbatch-"))
             journal = stack.enter_context(Journal(Path(tmp) / "dry-run.sqlite"))
         else:
             assert job.state_dir is not None
-            stack.enter_context(job_lock(job.state_dir / f"{job.name}.lock", job.name))
+            lock = stack.enter_context(job_lock(job.state_dir / f"{job.name}.lock", job.name))
             journal = stack.enter_context(Journal(job.state_dir / f"{job.name}.sqlite"))
             journal.claim(job.path)
         if test:
             batch, resumed = journal.create(f"test-{now:%Y%m%dT%H%M%S}", now), False
         else:
-            info, resumed = _batch_to_run(job, journal, renderer.batch, options, now)
+            info, resumed = batch_to_run(
+                job, journal, renderer.batch, options.batch, options.new_batch, now,
+                options.leave_unfinished,
+                None if options.dry_run else
+                lambda name: _new_report(job, renderer, name, False, options, now,
+                                         {**context, "batch": name}).json_path)
             batch = info.batch
             if batch != renderer.batch or info.clock != now:
                 # A resume renders with the batch's own clock, so its dates are the ones the
@@ -159,131 +176,80 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
                                     message_id_salt=batch if batch != info.base else "")
                 context = {**renderer.context, "batch": batch}
         context["batch"] = batch
+        resume = "run it again" if options.dry_run or test else \
+            resume_hint(job, batch, options.batch is not None, options.new_batch)
+        report = _new_report(job, renderer, batch, resumed, options, now, context)
+        report.test_send = test
         spool = stack.enter_context(Spool(journal.path.parent))
         total = prepare(job, renderer, journal, batch, options.test_limit if test else None,
-                        options.resend_uncertain, spool, options.test_to)
+                        options.resend_uncertain, spool, options.stop, options.test_to)
+        spool.finish()  # a full disk is found now, before anything is sent
         if options.resend_uncertain:
             journal.reset_uncertain(batch)
         journal.retire_unlisted(batch)
         to_send = sum(journal.counts(batch)[status] for status in TO_SEND)
         transport = options.transport or _transport(job, renderer, context, options)
-        report = _new_report(job, renderer, batch, resumed, options, now, context)
-        report.test_send = test
         sender = Sender(transport, journal, batch, retry=job.smtp.retry,
                         rate=None if options.dry_run else job.smtp.rate,
                         per_connection=job.smtp.max_messages_per_connection,
-                        stop=options.stop)
+                        max_failures=None if options.dry_run else job.smtp.max_failures,
+                        stop=options.stop, resume=resume)
         if to_send:  # a finished batch is re-reported without touching the server
+            check_writable(report)  # before sending, not after the whole batch went out
+            if options.stop.is_set():  # SIGTERM while rendering: do not even log in
+                raise InterruptedRun(f"stopped before sending; nothing was sent; {resume}")
             stack.enter_context(sender)  # connects and logs in: failures here send nothing
+        failure: MailbatchError | None = None
         try:
             if to_send:
-                _send_all(job, renderer, journal, batch, sender, total, options, spool)
+                adjust = (lambda rendered: as_test_send(rendered, options.test_to or "")) \
+                    if test else None
+                send_all(SendPlan(job, renderer, journal, batch, total, spool, adjust,
+                                  options.test_limit if test else None, options.progress,
+                                  lock, _test_marks(journal, batch, options)), sender)
         except MailbatchError as err:
             report.error = str(err)
             err.report = report  # type: ignore[attr-defined]  # for the notify summary
+            failure = err
             raise
         finally:
-            report.finished = _stamp()
-            report.counts = journal.counts(batch)
-            write_report(report, lambda: journal.entries(batch))
-            log.info("%s", report.summary())
+            _finish_report(report, journal, batch, failure)
     return report
 
 
-def _send_all(job: Job, renderer: Renderer, journal: Journal, batch: str, sender: Sender,
-              total: int, options: RunOptions, spool: Spool | None = None) -> None:
-    sender_address = job.sender_address  # a property that parses ``from`` on every call
-    upcoming = _Lookahead(_composed(job, renderer, journal, batch, options, spool),
-                          sender_address)
-    while (message := upcoming.take()) is not None:
-        done, recipient, rendered, data = message
-        del message
-        name = f"{recipient.index + 1:06d}-{recipient.address}"
-        # Compose the next message while the server answers this one, unless this one is
-        # large: then it is freed before the next is composed (memory stays one message).
-        outcome = sender.deliver(recipient.key, sender_address, rendered.envelope_recipients,
-                                 data, name, upcoming.announce if len(data) <= LOOKAHEAD else None)
-        del data
-        if options.test_to and outcome.status in ("sent", "refused", "failed", "dry-run"):
-            journal.mark(batch, recipient.key, outcome.status, outcome.code,
+def _finish_report(report: Report, journal: Journal, batch: str,
+                   failure: MailbatchError | None) -> None:
+    """Write the report, however sending ended. If it cannot be written, the run's own
+    outcome is not lost: a failure that ended the run stays the error (with the report's
+    attached as ``report_error``); otherwise a StateError says so, with the run's exit code
+    when that says more than 74 (1: some not delivered, 75: some still to send)."""
+    report.finished = _stamp()
+    try:
+        report.counts = journal.counts(batch)
+        write_report(report, lambda: journal.entries(batch))
+    except StateError as err:
+        report.json_path = report.csv_path = None  # not written: no path to point at
+        if failure is not None:
+            failure.report_error = str(err)  # type: ignore[attr-defined]
+            return
+        err.report = report  # type: ignore[attr-defined]
+        err.exit_code = exit_code_for(report) or EXIT_IO
+        raise
+    log.info("%s", report.summary())
+
+
+def _test_marks(journal: Journal, batch: str,
+                options: RunOptions) -> Callable[[str, Outcome], None] | None:
+    """For a test send, each row's message says where the message really went."""
+    if not options.test_to:
+        return None
+
+    def mark(key: str, outcome: Outcome) -> None:
+        if outcome.status in ("sent", "refused", "failed", "dry-run"):
+            journal.mark(batch, key, outcome.status, outcome.code,
                          f"test send to {options.test_to}: {outcome.message}")
-        if outcome.status not in ("sent", "dry-run"):
-            log.warning("%s: %s %s %s", recipient.address, outcome.status, outcome.code or "",
-                        outcome.message)
-        if options.progress:
-            options.progress(done, total, recipient.address, outcome)
 
-
-LOOKAHEAD = 1024 * 1024  # after a message up to this size, the next is composed in advance
-Composed = tuple[int, Recipient, Rendered, bytes]
-
-
-def _composed(job: Job, renderer: Renderer, journal: Journal, batch: str, options: RunOptions,
-              spool: Spool | None) -> Iterator[Composed]:
-    """The messages still to send, in list order, composed; the ones that cannot be composed
-    any more are recorded as failed on the way."""
-    cache = AttachmentCache()
-    for done, recipient in enumerate(iter_recipients(job), start=1):
-        if options.test_to and options.test_limit and done > options.test_limit:
-            return
-        key = recipient.key
-        if journal.status(batch, key) not in TO_SEND:
-            continue
-        try:
-            rendered = spool.take(recipient) if spool is not None else None
-            if rendered is None:
-                rendered = renderer.render(recipient)
-                if options.test_to:  # a spooled one already is
-                    rendered = as_test_send(rendered, options.test_to)
-            data = compose(rendered, cache)
-        except (RenderFailure, AttachmentProblem) as err:  # a file changed since prepare()
-            log.warning("%s: failed, not sent: %s", recipient.address, err)
-            journal.mark(batch, key, "failed", None, str(err))
-            continue
-        except ValueError as err:  # a message the email standards cannot express: a bug
-            log.error("%s: could not compose the message", recipient.address, exc_info=True)
-            journal.mark(batch, key, "failed", None, f"could not compose the message: {err}")
-            continue
-        yield done, recipient, rendered, data
-        del data
-
-
-class _Lookahead:
-    """One message ahead of the sender. ``fetch`` runs inside the transport while it waits
-    for the server, so an error there is held and raised by the next ``take``, outside the
-    transaction (where it would read as a failure of the message in flight)."""
-
-    def __init__(self, messages: Iterator[Composed], sender: str = "") -> None:
-        self._messages = messages
-        self._sender = sender
-        self._next: Composed | None = None
-        self._fetched = False
-        self._error: Exception | None = None
-
-    def fetch(self) -> None:
-        if self._fetched:
-            return
-        self._fetched = True
-        try:
-            self._next = next(self._messages, None)
-        except Exception as err:
-            self._error = err
-
-    def announce(self) -> Envelope | None:
-        """``fetch``, then the envelope of the message ``take`` will return next, if any."""
-        self.fetch()
-        if self._next is None:
-            return None
-        _, _, rendered, data = self._next
-        return Envelope(self._sender, tuple(rendered.envelope_recipients), len(data))
-
-    def take(self) -> Composed | None:
-        self.fetch()
-        message, self._next, self._fetched = self._next, None, False
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-        return message
+    return mark
 
 
 def as_test_send(rendered: Rendered, address: str) -> Rendered:
@@ -291,41 +257,6 @@ def as_test_send(rendered: Rendered, address: str) -> Rendered:
     the subject marked ``[TEST]``; bodies and attachments exactly as the recipient gets them."""
     return dataclasses.replace(rendered, to=(Address("", address),), cc=(), bcc=(),
                                subject=f"[TEST] {rendered.subject}", widened=())
-
-
-def _batch_to_run(job: Job, journal: Journal, base: str, options: RunOptions,
-                  now: dt.datetime) -> tuple[BatchInfo, bool]:
-    """The batch to run and whether it is resumed.
-
-    The latest batch of this identity is resumed. A new one is refused while an older batch
-    still has recipients to send (a ``{{ today }}`` batch interrupted before midnight and run
-    again after it would otherwise leave them without theirs), unless ``--new-batch``.
-    """
-    if options.batch is not None:
-        info = journal.find(options.batch)
-        if info is None:
-            known = ", ".join(b.batch for b in journal.unfinished()[:5]) or "none unfinished"
-            raise UsageError(f"{job.path}: the job has no batch {options.batch!r} ({known}); "
-                             "name a batch from its report or journal")
-        return info, True
-    latest = None if options.new_batch else journal.latest(base)
-    if latest is not None:
-        return latest, True
-    older = journal.unfinished()
-    if older and not (options.new_batch or options.leave_unfinished):
-        first = older[0]
-        raise UnfinishedBatchError(
-            f"{job.path}: batch {first.batch} is unfinished ({first.to_send} recipient(s) still "
-            f"to send), so batch {base} was not started and nothing was sent; finish it with "
-            f"'mailbatch run --batch {first.batch} {job.path}', or start {base} anyway with "
-            "--new-batch", batch=first.batch)
-    if older and options.new_batch:  # the scheduler logs its own reason
-        log.warning("%s: starting batch %s (--new-batch) while batch %s still has %d "
-                    "recipient(s) to send; they are sent only by 'mailbatch run --batch %s'",
-                    job.name, base, older[0].batch, older[0].to_send, older[0].batch)
-    created = journal.find(journal.create(base, now))
-    assert created is not None
-    return created, False
 
 
 def _transport(job: Job, renderer: Renderer, context: dict, options: RunOptions) -> Transport:

@@ -9,6 +9,7 @@ time. Records hold only strings and numbers (``marshal``), never attachment cont
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import struct
 import tempfile
@@ -55,7 +56,21 @@ class Spool:
         self.close()
 
     def close(self) -> None:
-        self._file.close()
+        """Drop the file. Records still in the write buffer are of no use any more: a full
+        disk found here must not replace the error that is ending the run."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+
+    def finish(self) -> None:
+        """Write out what ``add`` buffered, so a full disk is found before anything is sent."""
+        try:
+            self._file.flush()
+        except OSError as err:
+            raise self._full(err) from None
+
+    def _full(self, err: OSError) -> StateError:
+        return StateError(f"{self.folder}: cannot write the rendered messages to a temporary "
+                          f"file: {err.strerror or err}; free some disk space, then run again")
 
     def add(self, message: Rendered) -> None:
         """Append one message (before the first ``take``)."""
@@ -78,15 +93,17 @@ class Spool:
         try:
             self._file.write(_LENGTH.pack(len(record)) + record)
         except OSError as err:
-            raise StateError(f"{self.folder}: cannot write the rendered messages to a temporary "
-                             f"file: {err.strerror}; free some disk space") from None
+            raise self._full(err) from None
         self.count += 1
 
     def take(self, recipient: Recipient) -> Rendered | None:
         """The message spooled for ``recipient``, or None if it was not spooled. Messages of
         recipients passed over (already sent, say) are skipped; later ones stay."""
         if not self._reading:
-            self._file.seek(0)
+            try:
+                self._file.seek(0)
+            except OSError as err:
+                raise self._full(err) from None
             self._reading = True
         while True:
             if self._next is None:

@@ -33,8 +33,10 @@ EPILOG_RUN = """examples:
 
 exit codes: 0 all sent; 1 some refused, failed or uncertain; 3 already running;
 4 an older batch is unfinished (finish it with --batch, or use --new-batch);
+5 stopped after smtp.max_failures refused/failed/uncertain messages, re-run to resume;
 65 a message could not be rendered (nothing sent); 69 cannot connect or TLS failed;
-74 cannot write report/journal; 75 server kept failing, re-run to resume; 77 login refused;
+74 cannot write report/journal, or the journal is damaged or lost; 75 server kept failing,
+re-run to resume; 77 login refused;
 78 invalid job file (nothing sent); 130 interrupted, re-run to resume."""
 
 EPILOG_CHECK = """examples:

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import logging
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,10 +100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     restore = _configure_logging(args.quiet, args.verbose, getattr(args, "debug_smtp", False))
+    args.stop = threading.Event()
     try:
-        return int(args.func(args))
+        if args.func is not cmd_run:
+            return int(args.func(args))
+        with stop_on_signals(args.stop):  # at once: a SIGTERM while starting stops cleanly
+            return int(args.func(args))
     except MailbatchError as err:
         _error(str(err))
+        for line in _after_error(err):
+            _error(line, prefix="")
         return err.exit_code
     except KeyboardInterrupt:
         _error("interrupted", prefix="mailbatch: ")
@@ -139,13 +146,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                                debug=args.debug_smtp, logger=log)
     options = RunOptions(dry_run=args.dry_run, new_batch=args.new_batch, batch=args.batch,
                          resend_uncertain=args.resend_uncertain, debug_smtp=args.debug_smtp,
-                         progress=progress, test_to=args.to,
+                         stop=args.stop, progress=progress, test_to=args.to,
                          test_limit=1 if args.limit is None else (args.limit or None))
     failure: MailbatchError | None = None
     real = not (args.dry_run or args.to)  # a dry run or a test send never notifies anyone
     try:
-        with stop_on_signals(options.stop):
-            report = run(job, options)
+        report = run(job, options)
     except MailbatchError as err:
         failure = err
         raise
@@ -160,6 +166,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if real:
         send_summary(job, report)
     return code
+
+
+def _after_error(err: MailbatchError) -> list[str]:
+    """What follows the error line of a run that began sending: a second error (its report
+    could not be written either), then the batch's summary line, as every such run ends."""
+    lines = []
+    if getattr(err, "report_error", None):
+        lines.append(f"mailbatch: error: {err.report_error}")  # type: ignore[attr-defined]
+    report = getattr(err, "report", None)
+    if report is not None:
+        lines.append(report.summary())
+    return lines
 
 
 def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> Callable[[], None]:

@@ -47,12 +47,21 @@ class Bar:
         self.interval = interval
         self.clock = clock
         self.counts: dict[str, int] = {}
+        self._later: set[str] = set()  # addresses set aside, to be retried in this run
         self._last_draw: float | None = None
         self._shown = False
         self._filters: list[tuple[logging.Handler, logging.Filter]] = []
 
     def __call__(self, done: int, total: int, address: str, outcome: Outcome) -> None:
-        self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
+        # A message set aside by a 4xx ("later") is reported again when it is settled.
+        if address in self._later:
+            self._later.discard(address)
+            self._count("retrying", -1)
+        if outcome.status == "later":
+            self._later.add(address)
+            self._count("retrying", 1)
+        else:
+            self._count(outcome.status, 1)
         now = self.clock()
         last = done >= total
         if not last and self._last_draw is not None and now - self._last_draw < self.interval:
@@ -62,6 +71,11 @@ class Bar:
         self.stream.write(self._erase() + line)
         self.stream.flush()
         self._shown, self._drawn = True, len(line)
+
+    def _count(self, status: str, change: int) -> None:
+        self.counts[status] = self.counts.get(status, 0) + change
+        if not self.counts[status]:
+            del self.counts[status]
 
     def line(self, done: int, total: int) -> str:
         fraction = min(1.0, done / total) if total else 1.0

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailbatch.job.fields import Section
 from mailbatch.job.providers import Preset, preset
 
-__all__ = ["SECURITY_MODES", "PasswordSource", "Rate", "RetryPolicy", "SmtpSettings",
-           "parse_smtp"]
+__all__ = ["SECURITY_MODES", "FailureLimit", "PasswordSource", "Rate", "RetryPolicy",
+           "SmtpSettings", "parse_smtp"]
 
 SECURITY_MODES = ("tls", "starttls")
 _RATE = re.compile(r"^\s*(\d{1,9})\s*/\s*(second|minute|hour|s|min|m|h)\s*$")
@@ -51,6 +52,19 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class FailureLimit:
+    """When to stop a batch whose messages keep failing for good: after ``in_a_row``
+    permanent failures or uncertain outcomes with no message sent between them, or after
+    ``in_all`` of them in the run; 0 turns a limit off. A server that refuses or times out
+    on every message (a broken account, a filter, a server slower than ``timeout``) would
+    otherwise mark the whole batch refused, failed or uncertain, none of which a resume sends.
+    """
+
+    in_a_row: int = 10
+    in_all: int = 0
+
+
+@dataclass(frozen=True)
 class SmtpSettings:
     host: str
     port: int
@@ -64,6 +78,7 @@ class SmtpSettings:
     max_messages_per_connection: int = 0  # 0: no limit
     rate: Rate | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_failures: FailureLimit = field(default_factory=FailureLimit)
 
     @property
     def where(self) -> str:
@@ -129,6 +144,7 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
         max_messages_per_connection=limit,
         rate=_rate(sec),
         retry=_retry(sec.sub("retry")),
+        max_failures=_max_failures(sec),
     )
     sec.done()
     return settings
@@ -168,6 +184,26 @@ def _retry(sec: Section) -> RetryPolicy:
     )
     sec.done()
     return policy
+
+
+def _max_failures(sec: Section) -> FailureLimit:
+    """``max_failures: N`` (in a row; 0: never stop) or ``{in_a_row: N, in_all: M}``."""
+    value = sec.get("max_failures", (int, Mapping))
+    if value is None:
+        return FailureLimit()
+    if isinstance(value, int):
+        if value < 0:
+            raise sec.error("must be 0 (never stop) or more", "max_failures")
+        return FailureLimit(in_a_row=value, in_all=0)
+    sub = sec.sub("max_failures")
+    default = FailureLimit()
+    limit = FailureLimit(in_a_row=sub.get("in_a_row", int, default.in_a_row),
+                         in_all=sub.get("in_all", int, 0))
+    for name in ("in_a_row", "in_all"):
+        if getattr(limit, name) < 0:
+            raise sub.error("must be 0 (no limit) or more", name)
+    sub.done()
+    return limit
 
 
 def _host(sec: Section, host: str) -> str:

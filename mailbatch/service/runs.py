@@ -25,6 +25,7 @@ from mailbatch.batch.report import Report, exit_code_for
 from mailbatch.batch.runner import RunOptions
 from mailbatch.errors import (
     EXIT_ALREADY_RUNNING,
+    EXIT_FAILURES,
     EXIT_INTERRUPTED,
     EXIT_IO,
     EXIT_NOPERM,
@@ -48,11 +49,12 @@ log = logging.getLogger(__name__)
 
 RESULTS = {0: "ok", 1: "partial", 75: "incomplete"}
 # A run that was stopped by one of these errors ends the sequence: the next batch would fail
-# the same way (server, login, disk) or must not start now (stopped; another run holds the
-# job). A batch that merely ended with recipients deferred (exit 75 from its counts) does not:
-# it must not hold back every later batch.
+# the same way (server, login, disk, a server refusing every message: max_failures) or must
+# not start now (stopped; another run holds the job). A batch that merely ended with
+# recipients deferred (exit 75 from its counts) does not: it must not hold back every later
+# batch.
 STOPPERS = frozenset({EXIT_ALREADY_RUNNING, EXIT_INTERRUPTED, EXIT_UNAVAILABLE, EXIT_TEMPFAIL,
-                      EXIT_NOPERM, EXIT_IO})
+                      EXIT_NOPERM, EXIT_IO, EXIT_FAILURES})
 
 
 Runner = Callable[[Job, RunOptions], Report]

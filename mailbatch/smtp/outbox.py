@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mailbatch.errors import StateError
-from mailbatch.smtp.transport import AfterEnd, Outcome
+from mailbatch.smtp.transport import Ahead, Outcome
 
 __all__ = ["FileTransport"]
 
@@ -41,7 +41,10 @@ class FileTransport:
         pass
 
     def send(self, sender: str, recipients: list[str], data: bytes, name: str,
-             before_end: Callable[[], None], after_end: AfterEnd | None = None) -> Outcome:
+             before_end: Callable[[], None], ahead: Ahead | None = None,
+             while_waiting: Callable[[], None] | None = None) -> Outcome:
+        """Write the message; ``ahead`` and ``while_waiting`` are not needed (no server to
+        keep busy): the next message is composed when it is taken."""
         filename = f"{_UNSAFE.sub('_', name)}.eml"
         path = os.path.join(self.outbox, filename)
         try:
@@ -49,8 +52,6 @@ class FileTransport:
             os.replace(path + ".tmp", path)
         except OSError as err:
             raise StateError(f"{path}: cannot write: {err.strerror}") from None
-        if after_end is not None:
-            after_end()
         return Outcome("dry-run", None, f"written to {filename}")
 
 

@@ -38,8 +38,7 @@ class _SMTP(smtplib.SMTP):
         if not (content and self.debuglevel):
             super().send(s)
             return
-        end = ", then the end of DATA" if s.endswith(b"\r\n.\r\n") else ""
-        self._print_debug("send:", f"[message content: {len(s):,} bytes{end}]")
+        self._print_debug("send:", f"[message content: {len(s):,} bytes]")
         level, self.debuglevel = self.debuglevel, 0  # not repr() the content as well
         try:
             super().send(s)

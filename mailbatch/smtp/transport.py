@@ -8,11 +8,8 @@ between retrying, recording and moving on. Session problems (connect, login) rai
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import select
 import smtplib
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,8 +18,9 @@ from mailbatch.errors import MailbatchError
 from mailbatch.job.smtpsettings import SmtpSettings
 from mailbatch.smtp import session
 from mailbatch.smtp.session import reason, reply_text
+from mailbatch.smtp.wire import GROUP_MAX, dot_stuff, group, hung_up, write_end
 
-__all__ = ["Envelope", "Outcome", "SmtpTransport", "Transport"]
+__all__ = ["Ahead", "Envelope", "Outcome", "SmtpTransport", "Transport"]
 
 # Security warnings have their own logger so the CLI can show them even with -q.
 security_log = logging.getLogger("mailbatch.security")
@@ -32,25 +30,28 @@ security_log = logging.getLogger("mailbatch.security")
 class Outcome:
     """What happened to one message.
 
-    status: sent, refused, failed (final); retry (nothing was delivered, safe to send again);
-    uncertain (the end of DATA went out, no reply came back); dry-run.
+    status: sent, refused, failed (final); retry (not taken, safe to send again); uncertain
+    (the end of DATA went out and no reply that says "not taken" came back); dry-run.
+    ``session_lost``: with retry, the session ended (a drop, a timeout, a 421, a reply that
+    leaves its state unknown); otherwise the server is there and the next message can follow.
     """
 
     status: str
     code: int | None = None
     message: str = ""
+    session_lost: bool = False
 
 
 @dataclass(frozen=True)
 class Envelope:
-    """The next message's envelope, announced while the current one is being answered."""
+    """The next message's envelope, written with the current message's final ``.``."""
 
     sender: str
     recipients: tuple[str, ...]
     size: int
 
 
-AfterEnd = Callable[[], "Envelope | None"]
+Ahead = Callable[[], "Envelope | None"]
 
 
 class Transport(Protocol):
@@ -59,11 +60,10 @@ class Transport(Protocol):
     def open(self) -> None: ...
     def close(self) -> None: ...
     def send(self, sender: str, recipients: list[str], data: bytes, name: str,
-             before_end: Callable[[], None], after_end: AfterEnd | None = None) -> Outcome: ...
+             before_end: Callable[[], None], ahead: Ahead | None = None,
+             while_waiting: Callable[[], None] | None = None) -> Outcome: ...
 
 
-ONE_WRITE = 64 * 1024  # messages up to this size go out with their final "." in one write
-PIPELINE_MAX = 100  # commands in one pipelined group: MAIL, the RCPTs and DATA
 
 
 class SmtpTransport:
@@ -80,7 +80,7 @@ class SmtpTransport:
         self.pipelining = False
         self.where = settings.where
         self._warned = False
-        # The next message's envelope, written after the previous "." with its replies unread
+        # The next message's envelope, written with the previous "." and its replies unread
         # (RFC 2920 3.1: message content may lead a pipelined group).
         self._ahead: Envelope | None = None
         self.sent_ahead = 0  # envelopes sent that way (for tests and debugging)
@@ -122,68 +122,107 @@ class SmtpTransport:
         if smtp is not None:
             session.quit_politely(smtp)
 
+    def alive(self) -> bool:
+        """Whether the idle session is still there (a server may hang up on a client that
+        waited, say, for a retry); if not, it is closed. Never waits."""
+        if self.smtp is None:
+            return False
+        if self._ahead is None and hung_up(self.smtp):
+            self.close_quietly()
+            return False
+        return True
+
     def send(self, sender: str, recipients: list[str], data: bytes, name: str,
-             before_end: Callable[[], None], after_end: AfterEnd | None = None) -> Outcome:
+             before_end: Callable[[], None], ahead: Ahead | None = None,
+             while_waiting: Callable[[], None] | None = None) -> Outcome:
         """One SMTP transaction. ``before_end`` runs just before the final ``.`` is sent:
-        that is the moment the message may become delivered. ``after_end`` runs once the
-        ``.`` is sent, while the server is busy with the message (work that does not depend
-        on the reply overlaps the wait for it); if it returns the next message's envelope,
-        that goes out at once (pipelined), so the next send starts with its replies."""
+        that is the moment the message may become delivered.
+
+        ``ahead`` is asked for the next message's envelope just before the final write: its
+        MAIL, RCPT and DATA go out in the same write as this message's ``.``. A server with
+        Nagle's algorithm on (most MTAs) answers a lone small write that trails the ``.`` only
+        after the client's delayed ACK, some 40 ms a message. ``while_waiting`` runs once the
+        ``.`` is sent, while the server is busy with the message (work that does not depend on
+        the reply overlaps the wait for it).
+        """
         smtp = self.smtp
         assert smtp is not None, "send() before open()"
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead != Envelope(sender, tuple(recipients), len(data)):
+        announced, self._ahead = self._ahead, None
+        if announced is not None and announced != Envelope(sender, tuple(recipients), len(data)):
             # Not the message announced (the caller changed its mind): its DATA may have been
             # accepted, and only hanging up ends that without delivering something.
             self.close_quietly()
             return Outcome("retry", None, "the session was left inside another message's "
-                                          "envelope; reconnecting")
-        end_sent = False
+                                          "envelope; reconnecting", session_lost=True)
         try:
             rejected, refused = self._envelope(smtp, sender, recipients, len(data),
-                                               sent=ahead is not None)
+                                               sent=announced is not None)
             if rejected is not None:
                 return rejected
-            if ahead is not None and _hung_up(smtp):
+            if announced is not None and hung_up(smtp):
                 # Accepted early, but the server has left (or spoke out of turn) since: send
                 # nothing it might half-deliver; the message stays safe to send again.
                 self.close_quietly()
                 return Outcome("retry", None, "connection lost: the server closed it before "
-                                              "the message was sent")
-            body = _dot_stuff(data)
-            if len(body) <= ONE_WRITE:
-                # Within the socket's buffer a write succeeds before the server has read a
-                # byte, so sending the body apart from the "." would tell nothing more.
-                before_end()
-                end_sent = True
-                smtp.send(body + b".\r\n")
-            else:  # a failure while a large body is still going out means "not delivered"
-                smtp.send(body)
-                before_end()
-                end_sent = True
-                smtp.send(b".\r\n")
-            del body
-            upcoming = after_end() if after_end is not None else None
-            if upcoming is not None and self.pipelining:
-                commands = self._commands(upcoming.sender, upcoming.recipients, upcoming.size)
-                if len(commands) <= PIPELINE_MAX and _write_ahead(smtp, commands):
-                    self._ahead = upcoming
-                    self.sent_ahead += 1
-            code, reply = smtp.getreply()
-        except MailbatchError:  # the journal could not record the uncertain window: stop
+                                              "the message was sent", session_lost=True)
+            # The body goes out first: a failure while it does means "not delivered". The
+            # "." then goes in a write of its own, with the next envelope: one small record.
+            smtp.send(dot_stuff(data))
+            tail = self._announce(ahead() if ahead is not None else None)
+        except MailbatchError:  # the journal failed while composing the next message: stop
             self.close_quietly()
             raise
-        except (smtplib.SMTPServerDisconnected, OSError) as err:
+        except (smtplib.SMTPException, OSError) as err:  # a drop, a timeout, a garbled reply
             self.close_quietly()
-            if end_sent:
-                return Outcome("uncertain", None, "connection lost after the message was sent, "
-                               f"before the server confirmed it: {reason(err)}")
-            return Outcome("retry", None, f"connection lost: {reason(err)}")
+            return Outcome("retry", None, f"connection lost: {reason(err)}", session_lost=True)
+        try:
+            before_end()
+        except BaseException:
+            self.close_quietly()  # the server is reading a message: only a hang-up ends it
+            raise
+        written = write_end(smtp, tail)  # the end of DATA, and the next envelope with it
+        if while_waiting is not None and written is None:
+            try:
+                while_waiting()
+            except BaseException:
+                self.close_quietly()
+                raise
+        try:
+            code, reply = smtp.getreply()
+        except (smtplib.SMTPException, OSError) as err:
+            self.close_quietly()
+            lost = written or err
+            return Outcome("uncertain", None, "connection lost after the message was sent, "
+                           f"before the server confirmed it: {reason(lost)}")
+        text = reply_text(reply)
+        if written is not None or code == 421:
+            self.close_quietly()  # the reply was still there to read, the session is not
         if code == 250:
             extra = f" (refused copies: {'; '.join(refused)})" if refused else ""
-            return Outcome("sent", code, reply_text(reply) + extra)
-        # With the next envelope in flight the server may be waiting for its message: no RSET.
-        return self._reject(code, reply, "end of DATA", abort=self._ahead is not None)
+            return Outcome("sent", code, text + extra)
+        if 400 <= code < 600:  # only these say the message was not taken
+            # With the next envelope written, the server goes on to it: the session is fine.
+            if code < 500:
+                return Outcome("retry", code, f"{text} (at end of DATA)",
+                               session_lost=self.smtp is None)
+            return Outcome("failed", code, f"{text} (at end of DATA)")
+        # A reply that is neither success nor refusal ("200 ok", "354", noise): nobody can
+        # say whether the server kept the message, and the session is in an unknown state.
+        self.close_quietly()
+        shown = f"{code} {text}" if code > 0 else repr(text)
+        return Outcome("uncertain", code if code > 0 else None, "the server answered the end "
+                       f"of DATA with {shown}, which says neither accepted nor refused")
+
+    def _announce(self, upcoming: Envelope | None) -> bytes:
+        """The next envelope's commands, to be written with the final ``.``; b"" if none."""
+        if upcoming is None or not self.pipelining:
+            return b""
+        text = group(self._commands(upcoming.sender, upcoming.recipients, upcoming.size))
+        if text is None or len(text) + 3 > GROUP_MAX:
+            return b""
+        self._ahead = upcoming
+        self.sent_ahead += 1
+        return text.encode(self.smtp.command_encoding if self.smtp is not None else "ascii")
 
     def _commands(self, sender: str, recipients: list[str] | tuple[str, ...],
                   size: int) -> list[str]:
@@ -193,7 +232,7 @@ class SmtpTransport:
     def _envelope(self, smtp: smtplib.SMTP, sender: str, recipients: list[str],
                   size: int, sent: bool = False) -> tuple[Outcome | None, list[str]]:
         """MAIL, one RCPT per address, DATA; returns (a rejection or None, refused copies).
-        ``sent``: the commands went out already, after the previous message.
+        ``sent``: the commands went out already, with the previous message's end.
 
         Where the server offers PIPELINING (RFC 2920) the commands go out in one write and the
         replies are read together: one round trip instead of two plus one per address. The
@@ -202,11 +241,12 @@ class SmtpTransport:
         """
         commands = self._commands(sender, recipients, size)
         replies: list[tuple[int, bytes]] = []
-        # Capped: a client that writes without reading must stay well inside the socket
-        # buffers, or both sides can block writing (RFC 2920, 3.2).
-        if self.pipelining and len(commands) <= PIPELINE_MAX:
+        # Capped (GROUP_MAX): a client that writes without reading must also stay well inside
+        # the socket buffers, or both sides can block writing (RFC 2920, 3.2).
+        together = group(commands) if self.pipelining else None
+        if together is not None:
             if not sent:
-                smtp.send("".join(f"{command}\r\n" for command in commands))
+                smtp.send(together)
             try:
                 for _ in commands:
                     replies.append(smtp.getreply())
@@ -238,8 +278,10 @@ class SmtpTransport:
         return None, refused
 
     def _reject(self, code: int, reply: bytes, stage: str, *, abort: bool = False) -> Outcome:
-        """Classify a non-success reply: 4xx and unknown codes are retried, 5xx are final.
-        ``abort`` drops the connection instead of RSET (the server is reading a message)."""
+        """A refusal before the message was sent. A 4xx or 5xx leaves the session usable
+        (RSET ends the transaction), so one deferred or refused recipient costs no new
+        connection; 421, a reply outside 2xx-5xx, or ``abort`` (the server is reading a
+        message) end the session."""
         text = f"{reply_text(reply)} (at {stage})"
         unknown = code == 421 or code < 400 or code >= 600
         if abort or unknown:
@@ -247,88 +289,21 @@ class SmtpTransport:
         else:
             self._reset()
         if unknown or code < 500:
-            return Outcome("retry", code, text)
+            return Outcome("retry", code, text, session_lost=self.smtp is None)
         status = "refused" if stage.startswith("RCPT") else "failed"
         return Outcome(status, code, text)
 
     def _reset(self) -> None:
         try:
             assert self.smtp is not None
-            self.smtp.rset()
+            code, _ = self.smtp.docmd("RSET")
         except (OSError, smtplib.SMTPException, AssertionError):
+            self.close_quietly()
+            return
+        if code != 250:
             self.close_quietly()
 
     def close_quietly(self) -> None:
         self._ahead = None
         smtp, self.smtp = self.smtp, None
         session.hang_up(smtp)
-
-
-def _write_ahead(smtp: smtplib.SMTP, commands: list[str]) -> bool:
-    """Write the next envelope; False if that fails. Not smtp.send(): on a failed write it
-    closes the connection, and the reply to the message just sent (perhaps a 250 before a
-    hang-up) may be waiting to be read: it decides whether that message was delivered."""
-    text = "".join(f"{command}\r\n" for command in commands)
-    if smtp.debuglevel:
-        smtp._print_debug("send:", repr(text))  # type: ignore[attr-defined]
-    try:
-        assert smtp.sock is not None
-        smtp.sock.sendall(text.encode(smtp.command_encoding))
-    except OSError:
-        return False
-    return True
-
-
-def _hung_up(smtp: smtplib.SMTP) -> bool:
-    """Whether the server hung up (or spoke out of turn) since its last reply: the client has
-    the word, so nothing should have arrived. Never waits. Something readable is looked at
-    without blocking, since TLS may deliver records that carry no data (a TLS 1.3 session
-    ticket or key update): those are no reason to drop the session."""
-    sock = smtp.sock
-    if sock is None:
-        return True
-    tls = isinstance(sock, ssl.SSLSocket)
-    if not (tls and sock.pending()) and not select.select([sock], [], [], 0)[0]:
-        return False
-    timeout = sock.gettimeout()
-    try:
-        sock.setblocking(False)
-        sock.recv(1)  # data out of turn (the session is spoiled) or b"": a hang-up
-        return True
-    except (ssl.SSLWantReadError, BlockingIOError):
-        return False  # a TLS record without data, handled by the read
-    except OSError:
-        return True
-    finally:
-        with contextlib.suppress(OSError):
-            sock.settimeout(timeout)
-
-
-def _dot_stuff(data: bytes) -> bytes:
-    """Double every line-leading dot (RFC 5321 4.5.2); ``data`` already ends in CRLF."""
-    stuffed = data
-    if _line_leading_dot(data):
-        stuffed = data.replace(b"\r\n.", b"\r\n..")
-        if stuffed.startswith(b"."):
-            stuffed = b"." + stuffed
-    if not stuffed.endswith(b"\r\n"):
-        stuffed += b"\r\n"
-    return stuffed
-
-
-def _line_leading_dot(data: bytes) -> bool:
-    """Whether a line may start with a dot. Most of a large message is base64, which has no
-    dots: finding each dot and looking at the byte before it (a memchr) is ten times quicker
-    than searching for CRLF-dot. After as many dots as that search would cost, say maybe.
-    A small message (often text full of dots) is searched outright."""
-    if len(data) <= 16 * 1024:
-        return data.startswith(b".") or b"\n." in data
-    start = 0
-    for _ in range(64 + len(data) // 2048):
-        dot = data.find(b".", start)
-        if dot < 0:
-            return False
-        if dot == 0 or data[dot - 1] == 0x0A:
-            return True
-        start = dot + 1
-    return True

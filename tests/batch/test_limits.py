@@ -10,7 +10,7 @@ import pytest
 
 from mailbatch.batch.delivery import Sender
 from mailbatch.batch.journal import Journal
-from mailbatch.errors import EXIT_OK, EXIT_PARTIAL, InterruptedRun
+from mailbatch.errors import EXIT_OK, EXIT_PARTIAL, InterruptedRun, SessionLostError
 from mailbatch.job.model import load_job
 from mailbatch.job.smtpsettings import RetryPolicy
 from mailbatch.smtp.transport import SmtpTransport
@@ -82,6 +82,17 @@ def test_rate_limit_counts_time_already_spent_between_messages(
     assert len(smtp_server.messages) == 4
 
 
+def deliver_until_settled(sender: Sender, address: str):
+    """deliver() as the runner does: again while the message is set aside for later."""
+    outcome = sender.deliver(address, "reports@example.org", [address], message(address),
+                             address)
+    while outcome.status == "later":
+        assert address in sender.later
+        outcome = sender.deliver(address, "reports@example.org", [address], message(address),
+                                 address)
+    return outcome
+
+
 def test_retry_backoff_grows_exponentially_with_jitter_and_is_bounded_by_attempts(
         smtp_server_factory, ca_file, tmp_path):
     server = smtp_server_factory(tempfail_every=1)
@@ -89,14 +100,14 @@ def test_retry_backoff_grows_exponentially_with_jitter_and_is_bounded_by_attempt
     retry = {"attempts": 5, "backoff": 1, "max_backoff": 4, "max_time": 300}
     sender, journal, listed = sender_for(server, ca_file, tmp_path, clock, 1, retry=retry)
     with journal, sender:
-        outcome = sender.deliver(listed[0], "reports@example.org", listed, message(listed[0]),
-                                 listed[0])
+        outcome = deliver_until_settled(sender, listed[0])
 
     assert outcome.status == "deferred"
     assert len(clock.sleeps) == 4  # between 5 attempts
     for sleep, ceiling in zip(clock.sleeps, (1, 2, 4, 4), strict=True):
         assert ceiling / 2 <= sleep <= ceiling  # jitter: half to all of the backoff
     assert server.messages == []
+    assert server.connections == 1  # a 451 for one message costs no new session
 
 
 def test_retries_stop_when_max_time_is_used_up(smtp_server_factory, ca_file, tmp_path):
@@ -105,25 +116,44 @@ def test_retries_stop_when_max_time_is_used_up(smtp_server_factory, ca_file, tmp
     retry = {"attempts": 1000, "backoff": 1, "max_backoff": 2, "max_time": 10}
     sender, journal, listed = sender_for(server, ca_file, tmp_path, clock, 1, retry=retry)
     with journal, sender:
-        outcome = sender.deliver(listed[0], "reports@example.org", listed, message(listed[0]),
-                                 listed[0])
+        outcome = deliver_until_settled(sender, listed[0])
 
     assert outcome.status == "deferred"
     assert sum(clock.sleeps) <= 10
     assert len(clock.sleeps) < 20
 
 
-def test_stop_requested_during_a_backoff_leaves_the_message_pending(
+def test_a_lost_session_is_retried_at_once_on_a_new_one_after_the_backoff(
+        smtp_server_factory, ca_file, tmp_path):
+    server = smtp_server_factory(slow_mail_reply=(1, 1.0))  # every MAIL answered too late
+    clock = FakeClock()
+    retry = {"attempts": 3, "backoff": 1, "max_backoff": 4, "max_time": 300}
+    sender, journal, listed = sender_for(server, ca_file, tmp_path, clock, 1, retry=retry,
+                                         timeout=0.3)
+    with journal, sender:
+        with pytest.raises(SessionLostError, match="the server kept failing"):
+            sender.deliver(listed[0], "reports@example.org", listed, message(listed[0]),
+                           listed[0])
+
+        assert len(clock.sleeps) == 2 and sender.later == {}  # retried in place, not later
+        assert server.connections == 3
+        assert journal.status("b", listed[0]) == "deferred"
+
+
+def test_stop_requested_while_a_deferred_message_waits_leaves_it_pending(
         smtp_server_factory, ca_file, tmp_path):
     server = smtp_server_factory(tempfail_every=1)
     clock = FakeClock()
     sender, journal, listed = sender_for(server, ca_file, tmp_path, clock, 1)
     sender.sleep = lambda seconds: True  # a SIGTERM arrived while waiting
     with journal, sender:
+        first = sender.deliver(listed[0], "reports@example.org", listed, message(listed[0]),
+                               listed[0])
         with pytest.raises(InterruptedRun, match="stopped while waiting to retry"):
             sender.deliver(listed[0], "reports@example.org", listed, message(listed[0]),
                            listed[0])
 
+        assert first.status == "later"
         assert journal.status("b", listed[0]) == "pending"
     assert server.messages == []
 

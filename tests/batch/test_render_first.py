@@ -89,20 +89,23 @@ def test_text_a_template_makes_that_cannot_be_encoded_fails_in_the_render_pass(
 
 def test_an_attachment_that_vanished_before_sending_is_failed_and_named_on_stderr(
         tmp_path, smtp_server, ca_file, password_env, caplog):
+    # The send loop composes two messages ahead of the one it sends: the fourth is composed
+    # only after the first was sent.
+    names = ("ann", "bob", "cid", "dan")
     job = make_job(tmp_path, smtp_server, ca_file, HEAD + "recipients:\n" + "".join(
-        f"  - {{email: {n}@example.org, name: {n}}}\n" for n in ("ann", "bob", "cid")) +
+        f"  - {{email: {n}@example.org, name: {n}}}\n" for n in names) +
         "attachments: ['files/{{ name }}.pdf']\n",
-        {f"files/{n}.pdf": b"%PDF" for n in ("ann", "bob", "cid")})
+        {f"files/{n}.pdf": b"%PDF" for n in names})
 
     def progress(done, total, address, outcome):
-        (tmp_path / "files" / "cid.pdf").unlink(missing_ok=True)
+        (tmp_path / "files" / "dan.pdf").unlink(missing_ok=True)
 
     with caplog.at_level(logging.WARNING, logger="mailbatch"):
         report = run(load_job(job), RunOptions(progress=progress))
-    assert report.counts["failed"] == 1 and report.counts["sent"] == 2
+    assert report.counts["failed"] == 1 and report.counts["sent"] == 3
     _, rows = read_report(tmp_path)
-    assert [r["status"] for r in rows] == ["sent", "sent", "failed"]
-    assert any("cid@example.org: failed, not sent" in r.getMessage() for r in caplog.records)
+    assert [r["status"] for r in rows] == ["sent", "sent", "sent", "failed"]
+    assert any("dan@example.org: failed, not sent" in r.getMessage() for r in caplog.records)
 
 
 def test_a_globstar_does_not_follow_folder_links_and_attaches_each_file_once(

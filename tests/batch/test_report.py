@@ -223,6 +223,8 @@ def test_a_journal_written_before_the_envelope_column_is_upgraded_in_place(tmp_p
     path = tmp_path / "old.sqlite"
     old = sqlite3.connect(path)
     old.executescript("""
+        CREATE TABLE batches (batch TEXT PRIMARY KEY, base TEXT NOT NULL, created TEXT NOT NULL);
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE TABLE deliveries (batch TEXT NOT NULL, key TEXT NOT NULL, idx INTEGER NOT NULL,
             address TEXT NOT NULL, status TEXT NOT NULL, code INTEGER,
             message TEXT NOT NULL DEFAULT '', message_id TEXT NOT NULL DEFAULT '',

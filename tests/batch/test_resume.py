@@ -347,7 +347,7 @@ def test_new_batch_option_starts_anyway_and_warns_about_the_unfinished_one(
     server = smtp_server_factory()
     job = interrupted_batch(tmp_path, server, ca_file)
 
-    with records("mailbatch.batch.runner") as caught:
+    with records("mailbatch.batch.batches") as caught:
         fresh = run_batch(job, now=NOW + dt.timedelta(days=1), new_batch=True)
 
     assert fresh.code == EXIT_OK and fresh.report["batch"] == "2026-03-03"

@@ -234,3 +234,22 @@ def test_main_leaves_logging_as_it_found_it(job_path, capsys):
 
     assert (list(logger.handlers), logger.level, logger.propagate) == before
     assert logging.getLogger("mailbatch.smtp.session").level == logging.NOTSET
+
+
+def test_a_run_stopped_after_sending_began_prints_its_error_then_its_summary_line(
+        smtp_server_factory, ca_file, tmp_path, capsys, monkeypatch):
+    from tests.batchjobs import batch_job
+    from tests.helpers import PASSWORD_ENV
+    from tests.smtpserver import PASSWORD
+
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    server = smtp_server_factory(reject_pattern="^user")  # every recipient refused
+    job = batch_job(tmp_path, server, ca_file, 6, max_failures=2, extra="batch: fixed\n")
+
+    code = main(["run", "-q", str(job)])
+
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 5
+    assert lines[0].startswith("mailbatch: error: stopped: 2 messages in a row were refused")
+    assert "run the same command again to resume batch fixed" in lines[0]
+    assert lines[-1].startswith("job: batch fixed: 4 pending, 2 refused; report: ")

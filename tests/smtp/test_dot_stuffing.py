@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mailbatch.cli.main import main
 from mailbatch.errors import EXIT_OK
-from mailbatch.smtp.transport import _dot_stuff
+from mailbatch.smtp.wire import dot_stuff as _dot_stuff
 from tests.helpers import smtp_block, write_job
 
 LINES = st.lists(st.sampled_from([b"", b".", b"..", b".x", b"x.", b"a.b", b"text", b" ."]),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import select
+import smtplib
 import socket
 import ssl
 import threading
@@ -12,12 +12,11 @@ from collections import Counter
 
 import pytest
 
-from mailbatch.batch.runner import _Lookahead
+from mailbatch.batch.sending import Lookahead
 from mailbatch.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, StateError
-from mailbatch.job.model import load_job
-from mailbatch.smtp.transport import Envelope, SmtpTransport, _hung_up
+from mailbatch.smtp.wire import hung_up as _hung_up
+from mailbatch.smtp.wire import write_end as _write
 from tests.batchjobs import addresses, batch_job, run_batch
-from tests.smtpserver import PASSWORD
 
 COPIES = 'cc: "copies@example.org"\n'
 
@@ -39,14 +38,16 @@ def test_every_message_is_received_once_whether_or_not_the_server_offers_pipelin
 
 def test_an_envelope_with_very_many_copies_goes_one_command_at_a_time(
         smtp_server_factory, ca_file, tmp_path, password_env):
+    # Over 4 KB of commands would reach a server that reads 4 KiB at a time (Postfix) in two
+    # reads, and it would answer the first part before reading the rest.
     server = smtp_server_factory()
-    copies = ", ".join(addresses(120, "copy"))
+    copies = ", ".join(addresses(160, "copy"))
     job = batch_job(tmp_path, server, ca_file, 2, extra=f'cc: "{copies}"\n')
 
     result = run_batch(job)
 
     assert result.code == EXIT_OK, result.error
-    assert [len(m.rcpt_tos) for m in server.messages] == [121, 121]
+    assert [len(m.rcpt_tos) for m in server.messages] == [161, 161]
     assert server.pipelined_envelopes == 0
 
 
@@ -131,9 +132,9 @@ def test_no_envelope_goes_ahead_when_something_comes_between_the_messages(
 
 def test_a_failed_end_of_data_with_the_next_envelope_waiting_loses_and_repeats_nothing(
         smtp_server_factory, ca_file, tmp_path, password_env):
-    # The server has accepted the next envelope (354) when the 451 is read: the client must
-    # hang up (RSET would be read as message text), retry the message and go on.
-    server = smtp_server_factory(tempfail_every=2)
+    # The server has accepted the next envelope (354) when the 451 is read: that message is
+    # sent next on the same session, and the one deferred is tried again after the others.
+    server = smtp_server_factory(tempfail_every=2, slow_data_reply=SLOW_DATA_REPLY)
     job = batch_job(tmp_path, server, ca_file, 3)
 
     result = run_batch(job)
@@ -141,7 +142,10 @@ def test_a_failed_end_of_data_with_the_next_envelope_waiting_loses_and_repeats_n
     assert result.code == EXIT_OK, result.error
     assert result.statuses == dict.fromkeys(addresses(3), "sent")
     assert server.received_count_by_rcpt() == Counter(addresses(3))
-    assert server.connections == 3  # each 451 (the 2nd and 4th end of DATA) ends a session
+    assert [m.rcpt_tos[0] for m in server.messages] == [
+        "user1@example.org", "user3@example.org", "user2@example.org"]  # user2 after the rest
+    assert server.connections == 1
+    assert server.envelopes_ahead == 1  # user3's, with user2's end of DATA; none for retries
 
 
 def test_stopping_with_the_next_envelope_waiting_leaves_that_message_pending(
@@ -166,29 +170,21 @@ def test_stopping_with_the_next_envelope_waiting_leaves_that_message_pending(
     assert server.received_count_by_rcpt() == Counter(addresses(4))
 
 
-def test_a_failed_write_of_the_next_envelope_still_reads_the_reply_to_the_message_sent(
-        smtp_server_factory, ca_file, tmp_path, password_env):
-    # smtplib's send() closes the connection when a write fails, which would throw away the
-    # server's 250 for the message just sent and leave it uncertain.
-    server = smtp_server_factory()
-    job = load_job(batch_job(tmp_path, server, ca_file, 1))
-    transport = SmtpTransport(job.smtp, lambda: PASSWORD)
-    transport.open()
+def test_a_reply_sent_before_the_final_write_failed_is_still_read():
+    # A server that says why and hangs up (an idle timeout, say) while the client composes
+    # the next message: the write of the end of DATA fails, and smtplib's send() would close
+    # the connection and lose the reply that says the message was not taken.
+    ours, theirs = socket.socketpair()
+    smtp = smtplib.SMTP()
+    smtp.sock = ours
+    theirs.sendall(b"421 4.4.2 Error: timeout exceeded\r\n")
+    theirs.close()
 
-    def close_our_side() -> Envelope:  # the next write fails for real: EPIPE
-        assert transport.smtp is not None and transport.smtp.sock is not None
-        with socket.socket(fileno=os.dup(transport.smtp.sock.fileno())) as raw:
-            raw.shutdown(socket.SHUT_WR)
-        return Envelope("reports@example.org", ("user2@example.org",), 100)
+    failed = _write(smtp, b"MAIL FROM:<a@example.org>\r\n")
 
-    outcome = transport.send("reports@example.org", ["user1@example.org"],
-                             b"Subject: hi\r\n\r\nHello\r\n", "000001-user1", lambda: None,
-                             close_our_side)
-    transport.close()
-
-    assert outcome.status == "sent", outcome
-    assert transport.sent_ahead == 0
-    assert [m.rcpt_tos for m in server.messages] == [["user1@example.org"]]
+    assert isinstance(failed, OSError)
+    assert smtp.getreply() == (421, b"4.4.2 Error: timeout exceeded")
+    smtp.close()
 
 
 def test_only_a_hang_up_or_data_out_of_turn_counts_as_the_server_gone(ca):
@@ -226,26 +222,28 @@ def test_only_a_hang_up_or_data_out_of_turn_counts_as_the_server_gone(ca):
 
 def test_a_message_that_fails_while_composed_ahead_is_recorded_alone(
         smtp_server_factory, ca_file, tmp_path, password_env):
-    # The third message is composed while the server answers the second; its attachment is
-    # deleted after the first is sent, so composing it fails during that wait.
+    # Two messages are composed ahead: the fourth while the server answers the second (the
+    # third's envelope went out with the second's end). Its attachment is deleted after the
+    # first is sent, so composing it fails during that wait.
     server = smtp_server_factory()
     (tmp_path / "files").mkdir(parents=True)
-    for address in addresses(4):
+    for address in addresses(5):
         (tmp_path / "files" / f"{address}.txt").write_text("figures\n")
-    job = batch_job(tmp_path, server, ca_file, 4, extra="attachments:\n"
+    job = batch_job(tmp_path, server, ca_file, 5, extra="attachments:\n"
                     "  - files/{{ recipient_address }}.txt\n")
 
-    def delete_third(done: int, *_: object) -> None:
+    def delete_fourth(done: int, *_: object) -> None:
         if done == 1:
-            (tmp_path / "files" / "user3@example.org.txt").unlink()
+            (tmp_path / "files" / "user4@example.org.txt").unlink()
 
-    result = run_batch(job, progress=delete_third)
+    result = run_batch(job, progress=delete_fourth)
 
     assert result.code == EXIT_PARTIAL
-    assert result.statuses == {"user1@example.org": "sent", "user2@example.org": "sent",
-                               "user3@example.org": "failed", "user4@example.org": "sent"}
+    assert result.statuses == {**dict.fromkeys(addresses(5), "sent"),
+                               "user4@example.org": "failed"}
     assert server.received_count_by_rcpt() == Counter(
-        ["user1@example.org", "user2@example.org", "user4@example.org"])
+        a for a in addresses(5) if a != "user4@example.org")
+    assert server.connections == 1
 
 
 def test_an_error_while_composing_ahead_is_raised_when_the_message_is_taken():
@@ -253,10 +251,39 @@ def test_an_error_while_composing_ahead_is_raised_when_the_message_is_taken():
         yield "first"
         raise StateError("journal.sqlite: cannot update the journal: disk I/O error")
 
-    ahead = _Lookahead(messages())  # type: ignore[arg-type]
+    ahead = Lookahead(messages())  # type: ignore[arg-type]
 
     assert ahead.take() == "first"
-    ahead.fetch()  # inside the transport, waiting for the reply: must not raise there
-    ahead.fetch()  # fetched once, however often the transport calls it
+    assert ahead.next_envelope() is None  # inside the transport: must not raise there
+    ahead.compose_ahead()
     with pytest.raises(StateError, match="disk I/O error"):
         ahead.take()
+    assert ahead.take() is None
+
+
+def test_the_end_of_data_and_the_next_envelope_go_out_in_one_small_write(
+        smtp_server, ca_file, tmp_path, password_env, monkeypatch):
+    # Against a server with Nagle on that reads 4 KiB at a time (Postfix), an envelope written
+    # on its own after the ".", or a "." and envelope split across two of its reads, gets its
+    # replies only after the client's delayed ACK: ~40 ms a message.
+    writes: list[bytes] = []
+    real_sendall = ssl.SSLSocket.sendall
+
+    def recording(self: ssl.SSLSocket, data: bytes, flags: int = 0) -> None:
+        if threading.current_thread() is threading.main_thread():
+            writes.append(bytes(data))
+        real_sendall(self, data, flags)
+
+    monkeypatch.setattr(ssl.SSLSocket, "sendall", recording)
+    job = batch_job(tmp_path, smtp_server, ca_file, 5, extra=COPIES)
+
+    assert run_batch(job).code == EXIT_OK
+
+    ends = [w for w in writes if w.startswith(b".\r\n")]
+    envelopes_alone = [w for w in writes if w.startswith(b"MAIL FROM")]
+    assert len(ends) == 5
+    assert all(b"MAIL FROM:<reports@example.org>" in w and w.endswith(b"DATA\r\n")
+               for w in ends[:-1])
+    assert all(len(w) <= 4000 for w in ends)
+    assert ends[-1] == b".\r\n"  # the last message: nothing follows
+    assert len(envelopes_alone) == 1  # only the first message's, after the login
