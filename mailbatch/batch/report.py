@@ -24,7 +24,7 @@ __all__ = ["CSV_COLUMNS", "Report", "atomic_file", "check_writable", "exit_code_
 
 _UMASK = os.umask(0o022)  # read once, at import (before any thread): os.umask only sets it
 os.umask(_UMASK)
-CSV_COLUMNS = ("index", "address", "status", "code", "message", "message_id", "attachments",
+CSV_COLUMNS = ("number", "address", "status", "code", "message", "message_id", "attachments",
                "attempts", "time", "to", "cc", "bcc")
 
 
@@ -45,6 +45,7 @@ class Report:
     csv_path: Path | None = None
     error: str | None = None
     test_send: bool = False
+    outbox: str | None = None  # a dry run: the folder its .eml files were written to
 
     @property
     def total(self) -> int:
@@ -52,11 +53,18 @@ class Report:
 
     def summary(self) -> str:
         """One line for stderr and for cron mail."""
-        shown = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n)
+        counts = dict(self.counts)
+        written = counts.pop("dry-run", 0)
+        shown = [f"{n} {s}" for s, n in counts.items() if n]
+        if self.dry_run:  # what a person looks for next: the messages
+            shown.insert(0, f"{written} message{'' if written == 1 else 's'} written to "
+                         f"{_shown(self.outbox)}{os.sep}" if self.outbox else f"{written} "
+                         "written")
         what = "dry run" if self.dry_run else ("test send" if self.test_send else "batch")
         resumed = " (resumed)" if self.resumed else ""
-        where = f"; report: {self.json_path}" if self.json_path else ""
-        return f"{self.job}: {what} {self.batch}{resumed}: {shown or 'no recipients'}{where}"
+        where = f"; report: {_shown(self.json_path)}" if self.json_path else ""
+        return (f"{self.job}: {what} {self.batch}{resumed}: "
+                f"{', '.join(shown) or 'no recipients'}{where}")
 
     def metadata(self) -> dict[str, Any]:
         data = asdict(self)
@@ -64,6 +72,16 @@ class Report:
             data.pop(name)
         data["total"] = self.total
         return data
+
+
+def _shown(path: str | Path | None) -> str:
+    """A path as a person would type it: relative to the current folder if it is below it."""
+    text = str(path)
+    try:
+        relative = os.path.relpath(text)
+    except ValueError:  # another drive (Windows)
+        return text
+    return text if relative.startswith("..") else relative
 
 
 def exit_code_for(report: Report) -> int:
@@ -142,7 +160,7 @@ def _write_json(file: IO[str], report: Report, entries: Iterable[Entry]) -> None
 
 
 def _record(entry: Entry) -> dict[str, Any]:
-    return {"index": entry.index, "address": entry.address, "status": entry.status,
+    return {"number": entry.index + 1, "address": entry.address, "status": entry.status,
             "code": entry.code, "message": entry.message, "message_id": entry.message_id,
             "attachments": entry.attachments, "attempts": entry.attempts, "time": entry.updated,
             **_envelope(entry)}
@@ -156,7 +174,7 @@ def _envelope(entry: Entry) -> dict[str, list[str]]:
 
 def _row(entry: Entry) -> list[Any]:
     attachments = "; ".join(f"{a['name']} ({a['size']} bytes)" for a in entry.attachments)
-    return [entry.index, entry.address, entry.status, entry.code if entry.code else "",
+    return [entry.index + 1, entry.address, entry.status, entry.code if entry.code else "",
             entry.message, entry.message_id, attachments, entry.attempts, entry.updated,
             *(", ".join(addresses) for addresses in _envelope(entry).values())]
 

@@ -189,6 +189,8 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
         journal.retire_unlisted(batch)
         to_send = sum(journal.counts(batch)[status] for status in TO_SEND)
         transport = options.transport or _transport(job, renderer, context, options)
+        if isinstance(transport, FileTransport):
+            report.outbox = str(transport.outbox)
         sender = Sender(transport, journal, batch, retry=job.smtp.retry,
                         rate=None if options.dry_run else job.smtp.rate,
                         per_connection=job.smtp.max_messages_per_connection,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -81,7 +82,9 @@ def test_dry_run_needs_no_password_and_no_network(tmp_path, monkeypatch, no_netw
     assert [r["status"] for r in rows] == ["dry-run"] * 3
     assert report["dry_run"] is True
     assert report["counts"]["dry-run"] == 3
-    assert "3 dry-run" in err
+    outbox = outbox_files(tmp_path)[0].parent
+    assert f"3 messages written to {outbox}{os.sep}; report: " in err  # where to look next
+    assert report["outbox"] == str(outbox)
 
 
 def test_dry_run_does_not_count_as_sending(tmp_path, smtp_server, ca_file, password_env,
@@ -129,5 +132,5 @@ def test_dry_run_through_the_library_returns_a_dry_run_report(tmp_path, monkeypa
 
     assert report.dry_run
     assert report.counts["dry-run"] == 3
-    assert report.summary().startswith(f"job: dry run {report.batch}: 3 dry-run")
+    assert report.summary().startswith(f"job: dry run {report.batch}: 3 messages written to ")
     assert not (tmp_path / ".mailbatch").exists(), "a dry run keeps no journal of its own"

@@ -62,7 +62,7 @@ def test_json_report_has_run_metadata_and_one_complete_row_per_recipient(mixed_b
     assert report["error"] is None
     rows = report["recipients"]
     assert [r["address"] for r in rows] == ADDRESSES
-    assert [r["index"] for r in rows] == [0, 1, 2]
+    assert [r["number"] for r in rows] == [1, 2, 3]  # the list's row numbers, as people count
     assert [r["status"] for r in rows] == ["sent", "refused", "sent"]
     assert [r["code"] for r in rows] == [250, 550, 250]
     assert rows[1]["message"] == "5.1.1 User unknown (at RCPT TO bad@example.org)"
