@@ -20,7 +20,7 @@ from typing import Any
 
 from mailbatch._version import __version__
 
-__all__ = ["EscapingFormatter", "crash_log", "printable", "quiet_broken_pipe"]
+__all__ = ["EscapingFormatter", "crash_log", "printable", "quiet_broken_pipe", "size_text"]
 
 
 def printable(text: str) -> str:
@@ -92,3 +92,16 @@ def quiet_broken_pipe() -> None:
         os.close(devnull)
     except (OSError, ValueError):  # no real file descriptor (embedded, captured): nothing to do
         pass
+
+
+def size_text(count: int | None) -> str:
+    """Bytes for people: 980 bytes, 12.3 KB, 4.0 MB."""
+    count = count or 0
+    if count < 1024:
+        return f"{count} bytes"
+    value = count / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

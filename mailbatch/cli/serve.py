@@ -18,7 +18,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from mailbatch.cli.inspect import Preview, preview, printable, size_text
+from mailbatch.cli.boundary import printable, size_text
+from mailbatch.cli.preview import Preview, preview
 from mailbatch.errors import MailbatchError
 from mailbatch.job.model import Job, load_job
 from mailbatch.job.recipients import iter_recipients

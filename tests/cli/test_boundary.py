@@ -33,7 +33,7 @@ def test_an_unexpected_error_is_one_line_exit_70_and_a_private_crash_log(
     def broken(*args, **kwargs):
         raise RuntimeError("something no input should cause")
 
-    monkeypatch.setattr("mailbatch.cli.inspect.check", broken)
+    monkeypatch.setattr("mailbatch.cli.check.check", broken)
     job = offline_job(tmp_path, JOB)
     code = main(["check", str(job)])
     err = capsys.readouterr().err
@@ -60,7 +60,7 @@ def test_a_bug_logged_on_the_way_shows_a_crash_log_not_a_traceback(tmp_path, cap
             logging.getLogger("mailbatch.cli").exception("something failed quietly")
         raise UsageError("and then a plain error")
 
-    monkeypatch.setattr("mailbatch.cli.inspect.check", broken)
+    monkeypatch.setattr("mailbatch.cli.check.check", broken)
     assert main(["check", str(job)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "something failed quietly" in err

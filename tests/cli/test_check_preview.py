@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mailbatch.cli.inspect import check, preview
+from mailbatch.cli.check import check
 from mailbatch.cli.main import main
+from mailbatch.cli.preview import preview
 from mailbatch.job.model import load_job
 from tests.helpers import PASSWORD_ENV, smtp_block, write_job
 from tests.smtpserver import PASSWORD

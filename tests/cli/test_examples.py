@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbatch.cli.inspect import check
+from mailbatch.cli.check import check
 from mailbatch.job.model import load_job
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
