@@ -73,8 +73,11 @@ def describe(smtp: SmtpSettings) -> tuple[str, str | None]:
         if not _ENV_NAME.fullmatch(name):
             return (f"{what} from an environment variable",
                     "smtp.password_env must be the NAME of a variable, not the password")
-        problem = None if os.environ.get(name) else f"environment variable {name} is not set"
-        return f"{what} from environment variable {name}", problem
+        # Not set yet is no problem for a check: only run and check --connect read it, and
+        # say so themselves. A newcomer without a server is not warned about it.
+        unset = "" if os.environ.get(name) else " (not set in this shell: run and check " \
+            "--connect need it)"
+        return f"{what} from environment variable {name}{unset}", None
     if source.kind == "file":
         path = Path(str(source.value))
         try:

@@ -100,14 +100,24 @@ def test_check_connect_with_a_wrong_password_exits_77(
     assert smtp_server.logins == 0 and smtp_server.messages == []
 
 
-def test_check_without_connect_warns_about_a_missing_password_but_passes(
+def test_check_without_connect_notes_a_password_not_set_yet_without_warning(
         job_path, monkeypatch, capsys):
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
 
     assert main(["check", str(job_path)]) == 0
 
-    err = capsys.readouterr().err
-    assert f"mailbatch: warning: password: environment variable {PASSWORD_ENV} is not set" in err
+    out, err = capsys.readouterr()
+    assert "warning" not in err  # right after init, nobody has a server yet: no noise
+    assert (f"password from environment variable {PASSWORD_ENV} (not set in this shell: run "
+            "and check --connect need it)") in out
+
+
+def test_check_connect_says_a_password_variable_is_not_set(job_path, monkeypatch, capsys):
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+
+    assert main(["check", "--connect", str(job_path)]) == 78
+
+    assert f"environment variable {PASSWORD_ENV} is not set" in capsys.readouterr().err
 
 
 def test_check_warns_when_a_message_is_over_the_servers_size_limit(
