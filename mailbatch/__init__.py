@@ -21,7 +21,7 @@ from mailbatch._version import __version__
 
 _ERRORS = ("AlreadyRunningError", "ConnectError", "InterruptedRun", "JobError", "LoginError",
            "MailbatchError", "RenderError", "SessionLostError", "StateError",
-           "TooManyFailuresError", "UsageError")
+           "TooManyFailuresError", "UnfinishedBatchError", "UsageError")
 _EXPORTS = {
     "Job": "mailbatch.job.model",
     "load_job": "mailbatch.job.model",
@@ -45,6 +45,7 @@ __all__ = [
     "SessionLostError",
     "StateError",
     "TooManyFailuresError",
+    "UnfinishedBatchError",
     "UsageError",
     "__version__",
     "load_job",
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
         SessionLostError,
         StateError,
         TooManyFailuresError,
+        UnfinishedBatchError,
         UsageError,
     )
     from mailbatch.job.model import Job, load_job
