@@ -191,15 +191,15 @@ def _phrase(text: str, at: int) -> tuple[list[tuple[str, bool]], int]:
         elif char in _STOP:
             raise AddressError(f"{text!r}: {_refusal(char)}")
         else:
-            word = _WORD.match(text, at)
-            assert word is not None  # char is neither a stop nor whitespace
-            words.append((word[0], False))
-            at = word.end()
+            found = _WORD.match(text, at)
+            assert found is not None  # char is neither a stop nor whitespace
+            words.append((found[0], False))
+            at = found.end()
 
 
 def _quoted(text: str, at: int) -> tuple[str, int]:
     """The content of the quoted string starting at ``at``, and the position after it."""
-    out = []
+    out: list[str] = []
     at += 1
     while at < len(text):
         char = text[at]

@@ -18,7 +18,7 @@ def load_data(job: Job) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for entry in job.data:
         name, path = entry.name, entry.path
-        where = {"path": str(path)}
+        where = str(path)
         suffix = path.suffix.lower()
         try:
             if suffix == ".csv":
@@ -30,11 +30,11 @@ def load_data(job: Job) -> dict[str, Any]:
                 data[name] = _plain(load_yaml(path))
         except FileNotFoundError:
             raise JobError(f"data file for {name!r} not found; check data.{name}",
-                           **where) from None
+                           path=where) from None
         except UnicodeDecodeError:
-            raise JobError("data file is not UTF-8; save it as UTF-8", **where) from None
+            raise JobError("data file is not UTF-8; save it as UTF-8", path=where) from None
         except OSError as err:
-            raise JobError(f"cannot read data file: {err}", **where) from None
+            raise JobError(f"cannot read data file: {err}", path=where) from None
     return data
 
 

@@ -123,13 +123,13 @@ def _line_of_duplicate(text: str) -> int | None:
 
     def parse_object(s_and_end: tuple[str, int], *args: Any) -> Any:
         try:
-            return json.decoder.JSONObject(s_and_end, *args)
+            return json.decoder.JSONObject(s_and_end, *args)  # type: ignore[attr-defined]
         except _DuplicateKey:
             if not found:
                 found.append(text.count("\n", 0, s_and_end[1]) + 1)
             raise
 
-    decoder.parse_object = parse_object  # type: ignore[assignment]
+    decoder.parse_object = parse_object  # type: ignore[attr-defined]
     decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
     with contextlib.suppress(ValueError, RecursionError):
         decoder.decode(text)

@@ -271,15 +271,16 @@ def _attachments(top: Section) -> tuple[AttachmentSpec | GeneratedSpec, ...]:
         if "csv" in sec.mapping:  # written per recipient, see content.py
             specs.append(generated_spec(sec, line))
             continue
-        specs.append(AttachmentSpec(
+        spec = AttachmentSpec(
             pattern=sec.text("pattern", required=True),
             optional=sec.get("optional", bool, False),
             content_type=sec.text("type"),
             line=line,
-        ))
-        if specs[-1].content_type and not re.fullmatch(r"[\w.+-]{1,127}/[\w.+-]{1,127}",
-                                                       specs[-1].content_type, re.ASCII):
+        )
+        if spec.content_type and not re.fullmatch(r"[\w.+-]{1,127}/[\w.+-]{1,127}",
+                                                  spec.content_type, re.ASCII):
             raise sec.error("must be a MIME type like application/pdf", "type")
+        specs.append(spec)
         sec.done()
     return tuple(specs)
 
@@ -309,7 +310,7 @@ def _data(top: Section, base: Path) -> tuple[DataFile, ...]:
 
 
 def _schedule(top: Section) -> str | None:
-    value = top.text("schedule")
+    value: str | None = top.text("schedule")
     if value is not None:
         from mailbatch.job.timetable import parse_timetable
 

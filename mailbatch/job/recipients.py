@@ -6,7 +6,7 @@ CSV files are read row by row, so a batch of any size costs the same memory.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +77,8 @@ def _recipient(index: int, fields: Mapping[str, Any], source: RecipientSource,
     return Recipient(index=index, address=address, name=name, fields=dict(fields), where=where)
 
 
-def _from_mappings(items: list, source: RecipientSource, path: str, lines: Any) -> Iterator[
-        Recipient]:
+def _from_mappings(items: Sequence[Any], source: RecipientSource, path: str,
+                   lines: Any) -> Iterator[Recipient]:
     if not items:
         raise JobError("the recipient list is empty; add at least one recipient", path=path)
     for i, item in enumerate(items):
@@ -94,7 +94,7 @@ def _from_mappings(items: list, source: RecipientSource, path: str, lines: Any) 
         yield _recipient(i, item, source, where)
 
 
-def _listed(value: Any, path: Path) -> list:
+def _listed(value: Any, path: Path) -> list[Any]:
     if isinstance(value, Mapping) and isinstance(value.get("recipients"), list):
         value = value["recipients"]
     if not isinstance(value, list):

@@ -8,6 +8,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mailbatch.job.fields import Section
 from mailbatch.job.providers import Preset, preset
@@ -215,7 +216,7 @@ def _host(sec: Section, host: str) -> str:
     return host
 
 
-def _command(sec: Section, kind: str, value: str | list) -> tuple[str, ...]:
+def _command(sec: Section, kind: str, value: str | list[Any]) -> tuple[str, ...]:
     """The command as an argument list. The value is never shown in an error: it may be the
     password itself, written in the wrong key."""
     try:

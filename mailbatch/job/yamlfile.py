@@ -19,14 +19,14 @@ MAX_DEPTH = 100  # mappings and lists inside each other; a job or data file need
 MAX_ALIAS_NODES = 100_000
 
 
-class LineDict(dict):
+class LineDict(dict[Any, Any]):  # keys are text: the loader makes them so
     """A mapping that remembers the line of itself and of each key (1-based)."""
 
     line: int = 0
     key_lines: dict[str, int]
 
 
-class LineList(list):
+class LineList(list[Any]):
     """A sequence that remembers its line and each item's line (1-based)."""
 
     line: int = 0
@@ -51,8 +51,9 @@ class _Loader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
             node = super().compose_node(parent, index)
+            assert node is not None  # an alias event always composes a node
             size = self._sizes.get(id(node))
             if size is None:  # the alias is inside the value it names
                 raise _Refused(None, None, "an alias inside the value it refers "
@@ -66,22 +67,24 @@ class _Loader(yaml.SafeLoader):
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep",
-                                       self.peek_event().start_mark)
+                           self.peek_event().start_mark)  # type: ignore[no-untyped-call]
         before = self._nodes + self._expanded
         node = super().compose_node(parent, index)
+        assert node is not None  # called only where an event starts a node
         self._depth -= 1
         self._nodes += 1
         self._sizes[id(node)] = self._nodes + self._expanded - before
         return node
 
-    def construct_scalar(self, node: yaml.ScalarNode) -> Any:
+    def construct_scalar(self, node: yaml.ScalarNode | yaml.MappingNode) -> Any:
         value = super().construct_scalar(node)
         if isinstance(value, str) and not value.isascii():
-            value = unicode_text(value)
-            if value is None:
+            text = unicode_text(value)
+            if text is None:
                 raise _Refused(None, None, "an escape such as \\ud800 makes a lone surrogate, "
                                "which is not a character; write the character itself",
                                node.start_mark)
+            return text
         return value
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
@@ -135,6 +138,7 @@ def load_yaml(path: Path) -> Any:
         return yaml.load(text, Loader=_Loader)
     except _Refused as err:
         mark = err.problem_mark
+        assert mark is not None  # every refusal is raised with its mark
         raise JobError(f"{err.problem} (column {mark.column + 1})", path=str(path),
                        line=mark.line + 1) from None
     except yaml.MarkedYAMLError as err:

@@ -209,11 +209,12 @@ def draw(spec: dict[str, Any]) -> bytes:
         ax.legend(frameon=False, fontsize=9)
     fig.set_facecolor("white")
     canvas = FigureCanvasAgg(fig)
-    canvas.draw()
+    canvas.draw()  # type: ignore[no-untyped-call]
     # A palette of 128 colours: a third of the bytes of full colour, no visible difference
     # for flat bars and lines (every recipient's message carries the chart).
     width, height = canvas.get_width_height(physical=True)
-    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0,
+    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(),  # type: ignore[no-untyped-call]
+                             "raw", "RGBA", 0,
                              1).convert("RGB").quantize(128, method=Image.Quantize.FASTOCTREE)
     palette = image.getpalette() or []
     image.putpalette([255 if min(palette[i - i % 3:i - i % 3 + 3]) >= 248 else value

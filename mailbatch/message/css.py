@@ -40,7 +40,7 @@ class Styler:
                 return html
             inliner = self._inliner or self._make_inliner()
             try:
-                return inliner.inline(html)
+                return str(inliner.inline(html))
             except (self._error, ValueError) as err:
                 raise ValueError(f"cannot inline the CSS: {err}") from None
         if self.stylesheet is None:

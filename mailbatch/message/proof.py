@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from mailbatch.message.attachments import AttachmentCache
+from mailbatch.message.attachments import Attachment, AttachmentCache
 from mailbatch.message.compose import compose
+from mailbatch.message.inline import InlineImage
 from mailbatch.message.render import Rendered, RenderFailure
 from mailbatch.message.template_errors import unencodable
 
@@ -35,7 +36,8 @@ def prove(message: Rendered) -> None:
                             "(check the to: template and this recipient's data)")
     if not message.envelope_recipients:
         raise RenderFailure(f"{where}: the message has no recipient address at all")
-    texts = [recipient.address, *(text for part in (*message.attachments, *message.inline_images)
+    parts: tuple[Attachment | InlineImage, ...] = (*message.attachments, *message.inline_images)
+    texts = [recipient.address, *(text for part in parts
                                   for text in (part.filename, part.content_type))]
     for text in texts:
         if not _is_unicode(text):

@@ -131,7 +131,7 @@ class BoundedEnvironment(SandboxedEnvironment):
     """The sandbox with the bounds above (see the module docstring)."""
 
     intercepted_binops = frozenset({"*", "**", "%"})
-    concat = staticmethod(_concat)  # type: ignore[assignment]
+    concat = staticmethod(_concat)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -34,6 +34,7 @@ __all__ = ["Clock", "TimetableJob", "TimetableScheduler", "local_zone", "system_
 
 Clock = Callable[[], dt.datetime]  # an aware datetime: the moment, in any zone
 DAY = dt.timedelta(days=1)
+_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
 
 
 def system_clock() -> dt.datetime:
@@ -76,10 +77,11 @@ class TimetableScheduler(schedule.Scheduler):
         jobs: list[schedule.Job] = []
         try:
             for day in timetable.days or (None,):
-                job = self.every(timetable.interval)
+                job: schedule.Job = self.every(timetable.interval)
                 job = getattr(job, day) if day else getattr(job, timetable.unit)
                 if timetable.at:
                     job = job.at(timetable.at)
+                assert isinstance(job, TimetableJob)  # schedule's builder returns the job
                 job.zone = ZoneInfo(timetable.zone) if timetable.zone else self.zone
                 if tag:
                     job.tag(tag)
@@ -139,7 +141,8 @@ class TimetableJob(schedule.Job):
 
     @property
     def period(self) -> dt.timedelta:
-        return dt.timedelta(**{self.unit: self.interval})  # type: ignore[misc]
+        assert self.unit is not None  # set by the builder before any run is scheduled
+        return dt.timedelta(seconds=self.interval * _SECONDS[self.unit])
 
     def _wall(self, day: dt.date) -> dt.datetime:
         """The moment of the time of day on ``day`` in the zone: the first of a time that
@@ -176,11 +179,11 @@ class TimetableJob(schedule.Job):
         if self.next_run is not None:
             return _after(self.next_run, self.period, now)
         assert self.at_time is not None
-        fields = {"second": self.at_time.second, "microsecond": 0}
+        local = now.astimezone(self.zone).replace(second=self.at_time.second, microsecond=0)
         if self.unit == "hours":
-            fields["minute"] = self.at_time.minute
-        first = now.astimezone(self.zone).replace(**fields).astimezone(dt.UTC)
-        return _after(first, dt.timedelta(**{self.unit: 1}), now, first=True)
+            local = local.replace(minute=self.at_time.minute)
+        first = local.astimezone(dt.UTC)
+        return _after(first, self.period / self.interval, now, first=True)
 
 
 def _after(start: dt.datetime, period: dt.timedelta, now: dt.datetime,
