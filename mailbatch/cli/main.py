@@ -176,8 +176,11 @@ def _json_after_error(args: argparse.Namespace, err: BaseException, code: int) -
         return
     from mailbatch.cli.jsonout import print_json, run_document
 
+    report_error = getattr(err, "report_error", None)
+    if report.error is None:  # every send went as it should; the report could not be written
+        report_error = str(err)
     with contextlib.suppress(OSError):
-        print_json(run_document(report, code, getattr(err, "report_error", None)))
+        print_json(run_document(report, code, report_error))
 
 
 def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> Callable[[], None]:

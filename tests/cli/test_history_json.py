@@ -15,6 +15,7 @@ from mailbatch.cli.main import main
 from mailbatch.errors import (
     EXIT_FAILURES,
     EXIT_INTERRUPTED,
+    EXIT_IO,
     EXIT_NOPERM,
     EXIT_OK,
     EXIT_PARTIAL,
@@ -276,3 +277,21 @@ def test_run_json_after_a_second_signal_still_says_what_was_sent(
     assert document["error"].startswith("interrupted at once (a second signal)")
     assert document["counts"]["sent"] == 1 and document["counts"]["uncertain"] == 1
     assert sorted(server.received_count_by_rcpt()) == addresses(2)
+
+
+def test_run_json_when_only_the_report_could_not_be_written_says_so(
+        smtp_server, ca_file, tmp_path, password_env, capsys, monkeypatch):
+    from mailbatch.batch import runner
+
+    job = batch_job(tmp_path, smtp_server, ca_file, 2, extra="batch: fixed\n")
+    # The folder turns unwritable after the check made before sending (a disk that fills).
+    monkeypatch.setattr(runner, "check_writable", lambda report: None)
+    (tmp_path / "reports").write_text("a file where the report folder should be\n")
+
+    code, out, err = cli(capsys, "run", "--json", str(job))
+
+    document = as_json(out)
+    assert code == EXIT_IO == document["exit_code"]
+    assert document["counts"]["sent"] == 2 and document["error"] is None
+    assert document["report"] is None and "cannot write" in document["report_error"]
+    assert "mailbatch: error: " in err
