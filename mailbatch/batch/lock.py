@@ -84,9 +84,10 @@ def job_lock(path: Path, job_name: str) -> Iterator[JobLock]:
 
 def _lock(fd: int, path: Path) -> bool:
     """Lock ``fd`` exclusively without waiting: True if locked, False if another holds it."""
+    posix = _fcntl()
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if posix is not None:
+            posix.flock(fd, posix.LOCK_EX | posix.LOCK_NB)
         else:
             msvcrt = _msvcrt()
             os.lseek(fd, WINDOWS_LOCKED_BYTE, os.SEEK_SET)
@@ -102,12 +103,17 @@ def _lock(fd: int, path: Path) -> bool:
 
 def _release(fd: int) -> None:
     """Unlock before closing: Windows may release a lock of a closed file only later."""
-    if fcntl is not None:
+    if _fcntl() is not None:
         return  # flock: closing the descriptor is enough
     with suppress(OSError):
         msvcrt = _msvcrt()
         os.lseek(fd, WINDOWS_LOCKED_BYTE, os.SEEK_SET)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+def _fcntl() -> ModuleType | None:
+    """fcntl, or None where there is none (looked up at each use: a test may hide it)."""
+    return fcntl
 
 
 def _msvcrt() -> ModuleType:

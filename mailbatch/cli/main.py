@@ -287,7 +287,7 @@ def _limit(value: str) -> int | None:
 # --- history, status (read the journal, write nothing) ---------------------------------------
 
 
-def _add_history_commands(commands: argparse._SubParsersAction,
+def _add_history_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                           common: argparse.ArgumentParser) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     history = commands.add_parser(

@@ -160,10 +160,13 @@ def test_status_of_a_batch_left_to_send_says_how_to_finish_it(
 # -- check --json ----------------------------------------------------------------------------
 
 
-def test_check_json_is_the_summary_with_warnings_and_notes(
-        smtp_server, ca_file, tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv(PASSWORD_ENV, raising=False)  # a warning: the variable is not set
-    job = write_job(tmp_path, smtp_block(smtp_server, ca_file)
+def test_check_json_is_the_summary_with_warnings_and_notes(smtp_server, ca_file, tmp_path,
+                                                           capsys):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o644)  # a warning: others can read it
+    job = write_job(tmp_path, smtp_block(smtp_server, ca_file, password_env=None,
+                                         password_file="secret.txt")
                     + 'from: "r@example.org"\nsubject: "s"\ntext: "t"\nhtml: "<p>t</p>"\n'
                     + 'cc: "{{ deputy }}"\nrecipients:\n'
                     + '  - {email: a@example.org, deputy: "d1@example.org, d2@example.org"}\n'
@@ -179,7 +182,9 @@ def test_check_json_is_the_summary_with_warnings_and_notes(
     assert document["recipients"] == 2 and document["login"] is None
     assert document["messages"]["largest_bytes"] > 0
     assert document["html"]["max_bytes"] > 0
-    assert any(PASSWORD_ENV in warning for warning in document["warnings"])
+    assert document["password"] == f"password from file {secret}"
+    (warning,) = document["warnings"]
+    assert warning.startswith(f"password: {secret} is readable by group or others")
     (note,) = document["notes"]
     assert note.startswith("cc gives more addresses than its template names (1) for 1")
     assert document["widened"] == [{"key": "cc", "recipients": 1, "example": "a@example.org",
