@@ -217,8 +217,8 @@ def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> C
 # --- check, preview, init (safe operation) -------------------------------------------------
 
 
-def _add_safe_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser,
-                       ) -> None:
+def _add_safe_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                       common: argparse.ArgumentParser) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     check = commands.add_parser(
         "check", parents=[common], help="validate a job and render every message; send nothing",
@@ -317,7 +317,7 @@ def _add_history_commands(commands: argparse._SubParsersAction[argparse.Argument
 # --- schedule (the long-running service): command and helpers ------------------------------
 
 
-def _add_schedule_command(commands: argparse._SubParsersAction,
+def _add_schedule_command(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                           common: argparse.ArgumentParser) -> None:
     schedule = commands.add_parser(
         "schedule", parents=[common], help="run jobs on their timetables (a long-running service)",

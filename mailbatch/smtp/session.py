@@ -8,8 +8,12 @@ import re
 import smtplib
 import socket
 import ssl
+from typing import TYPE_CHECKING
 
 from mailbatch.errors import ConnectError, LoginError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 from mailbatch.job.smtpsettings import SmtpSettings
 
 __all__ = ["connect", "hang_up", "login", "quit_politely", "reason", "reply_text",
@@ -33,9 +37,8 @@ class _SMTP(smtplib.SMTP):
 
     _in_auth = False
 
-    def send(self, s: str | bytes) -> None:
-        content = isinstance(s, bytes | bytearray) and s != b".\r\n"
-        if not (content and self.debuglevel):
+    def send(self, s: str | ReadableBuffer) -> None:
+        if not (isinstance(s, bytes | bytearray) and s != b".\r\n" and self.debuglevel):
             super().send(s)
             return
         self._print_debug("send:", f"[message content: {len(s):,} bytes]")
@@ -92,6 +95,7 @@ def connect(settings: SmtpSettings, debug: bool = False) -> smtplib.SMTP:
             smtp = _SMTP(s.host, s.port, timeout=s.timeout)
         if debug:
             smtp.set_debuglevel(1)
+        assert smtp.sock is not None  # connected by the constructor
         smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         smtp.ehlo()
         if s.security == "starttls":
