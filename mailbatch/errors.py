@@ -109,8 +109,9 @@ class LoginError(MailbatchError):
 
     exit_code = EXIT_NOPERM
 
-    def __init__(self, message: str, *, code: int | None = None) -> None:
+    def __init__(self, message: str, *, code: int | None = None, reply: str = "") -> None:
         self.code = code
+        self.reply = reply  # the server's text, without the code
         super().__init__(message)
 
 

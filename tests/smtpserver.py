@@ -90,6 +90,9 @@ class Faults:
     defer_pattern: str | None = None  # RCPT of a matching address: 450, like greylisting
     tempfail_pattern: str | None = None  # end of DATA of a matching first recipient: 451
     data_reply: tuple[int, str] | None = None  # (every K, line): stored, then this "reply"
+    # XOAUTH2: each token is accepted for this many logins, then refused (it "expired")
+    token_logins: int | None = None
+    token_refusal: str | None = None  # XOAUTH2: the reply to a refused token (default: 535)
 
     def __post_init__(self) -> None:
         for name in ("drop_after_every", "tempfail_every", "close_after_per_connection"):
@@ -193,8 +196,14 @@ class _Handler:
             blob = answer
         fields = dict(part.split(b"=", 1) for part in blob.split(b"\x01") if b"=" in part)
         user, token = fields.get(b"user", b""), fields.get(b"auth", b"")
-        valid = user == USERNAME.encode() and token == b"Bearer " + OAUTH2_TOKEN.encode()
-        return self.owner._login_result("XOAUTH2", valid, LoginPassword(user, token))
+        owner = self.owner
+        valid = user == USERNAME.encode() and owner._token_valid(token.removeprefix(b"Bearer "))
+        refusal = owner.faults.token_refusal
+        if not valid and refusal is not None:
+            owner._login_result("XOAUTH2", False, None)  # counted as refused
+            await server.push(refusal)
+            return AuthResult(success=False, handled=True)
+        return owner._login_result("XOAUTH2", valid, LoginPassword(user, token))
 
     async def handle_MAIL(
         self,
@@ -289,8 +298,9 @@ class SmtpTestServer:
 
     `security`: "tls" (implicit TLS), "starttls" (STARTTLS offered and required before AUTH
     and MAIL) or "plain-no-starttls" (no TLS at all, AUTH still offered so a client can be
-    shown to refuse it). `pipelining=False` stops offering PIPELINING. Records and counters
-    are safe to read from the test thread.
+    shown to refuse it). `pipelining=False` stops offering PIPELINING. `oauth2_tokens`: the
+    XOAUTH2 bearer tokens it accepts. Records and counters are safe to read from the test
+    thread.
     """
 
     host = HOST
@@ -303,6 +313,7 @@ class SmtpTestServer:
         auth_required: bool = True,
         data_size_limit: int = DEFAULT_DATA_SIZE_LIMIT,
         pipelining: bool = True,
+        oauth2_tokens: tuple[str, ...] = (OAUTH2_TOKEN,),
         **faults: Any,
     ) -> None:
         if security not in ("tls", "starttls", "plain-no-starttls"):
@@ -314,6 +325,8 @@ class SmtpTestServer:
         self.auth_required = auth_required
         self.data_size_limit = data_size_limit
         self.pipelining = pipelining
+        self.oauth2_tokens = oauth2_tokens
+        self._token_uses: collections.Counter[bytes] = collections.Counter()
         self.port = 0
         self._faults = Faults(**faults)
         self._handler = _Handler(self)
@@ -471,6 +484,7 @@ class SmtpTestServer:
             self._failed_logins = 0
             self._login_mechanisms.clear()
             self._counts.clear()
+            self._token_uses.clear()
 
     def _server_context(self) -> ssl.SSLContext:
         assert self.ca is not None
@@ -497,6 +511,17 @@ class SmtpTestServer:
         with self._arrived:
             self._messages.append(received)
             self._arrived.notify_all()
+
+    def _token_valid(self, token: bytes) -> bool:
+        """Whether an XOAUTH2 token is one the server accepts, and not yet used up."""
+        with self._lock:
+            if token.decode(errors="replace") not in self.oauth2_tokens:
+                return False
+            limit = self._faults.token_logins
+            if limit is not None and self._token_uses[token] >= limit:
+                return False
+            self._token_uses[token] += 1
+            return True
 
     def _login_result(self, mechanism: str, valid: bool, auth_data: Any) -> AuthResult:
         with self._lock:

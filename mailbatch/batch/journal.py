@@ -185,6 +185,13 @@ class Journal:
             return latest.batch, True
         return self.create(base, dt.datetime.now().astimezone()), False
 
+    def record_run(self, batch: str, finished: str, report: Path | None,
+                   report_csv: Path | None) -> None:
+        """Note when a run of ``batch`` ended and the reports it wrote, for ``history``."""
+        self._execute("UPDATE batches SET finished = ?, report = ?, report_csv = ? WHERE batch = ?",
+                      (finished, str(report) if report else None,
+                       str(report_csv) if report_csv else None, batch))
+
     def _batches(self, where: str, params: tuple[Any, ...]) -> list[BatchInfo]:
         rows = self._execute(
             "SELECT b.batch, b.base, b.created, b.clock,"

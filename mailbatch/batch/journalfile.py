@@ -14,14 +14,17 @@ from pathlib import Path
 
 from mailbatch.errors import StateError
 
-__all__ = ["open_journal"]
+__all__ = ["not_a_journal", "open_journal"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     batch TEXT PRIMARY KEY,
     base TEXT NOT NULL,
     created TEXT NOT NULL,
-    clock TEXT  -- the first run's clock with its UTC offset: what a resume renders with
+    clock TEXT,  -- the first run's clock with its UTC offset: what a resume renders with
+    finished TEXT,  -- when its last run ended (local time, UTC offset), for history
+    report TEXT,  -- the JSON and CSV reports that run wrote (NULL: none written)
+    report_csv TEXT
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     batch TEXT NOT NULL,
@@ -53,7 +56,7 @@ def open_journal(path: Path) -> sqlite3.Connection:
         if not existed:
             _create(path)
         if existed and path.stat().st_size == 0:
-            raise StateError(_not_a_journal(path, "it is empty (0 bytes)"))
+            raise StateError(not_a_journal(path, "it is empty (0 bytes)"))
         # timeout: a reader elsewhere (the scheduler's status) may hold the file briefly.
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
     except StateError:
@@ -68,15 +71,17 @@ def open_journal(path: Path) -> sqlite3.Connection:
         tables = {row[0] for row in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         if existed and not {"batches", "deliveries", "meta"} <= tables:
-            raise StateError(_not_a_journal(path, "it holds no mailbatch tables"))
+            raise StateError(not_a_journal(path, "it holds no mailbatch tables"))
         # WAL + NORMAL: a committed state survives the process being killed; only a power
         # loss can lose the last few commits (see README, "Guarantees").
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
         columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
-        if "clock" not in columns:  # a journal written before batches kept their clock
-            db.execute("ALTER TABLE batches ADD COLUMN clock TEXT")
+        # Columns added since the first journals (older mailbatch ignores them):
+        for column in ("clock", "finished", "report", "report_csv"):
+            if column not in columns:
+                db.execute(f"ALTER TABLE batches ADD COLUMN {column} TEXT")
         columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
         if "envelope" not in columns:  # a journal written before the column existed
             db.execute("ALTER TABLE deliveries ADD COLUMN envelope TEXT NOT NULL DEFAULT '{}'")
@@ -84,7 +89,7 @@ def open_journal(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as err:
         db.close()
         if existed and "not a database" in str(err):
-            raise StateError(_not_a_journal(path, f"it is not a database ({err})")) from None
+            raise StateError(not_a_journal(path, f"it is not a database ({err})")) from None
         raise StateError(f"{path}: cannot open the journal: {err}; check the disk and the "
                          "state_dir folder") from None
     except BaseException:
@@ -113,7 +118,7 @@ def _create(path: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _not_a_journal(path: Path, why: str) -> str:
+def not_a_journal(path: Path, why: str) -> str:
     return (f"{path}: this is not a valid mailbatch journal: {why}. It was truncated, replaced "
             "or damaged, and running on it would send every recipient of this job again. "
             "Restore the journal from a backup; if this job has never sent anything, delete "

@@ -20,7 +20,7 @@ from mailbatch.batch.journal import Entry
 from mailbatch.errors import EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL, StateError
 
 __all__ = ["CSV_COLUMNS", "Report", "atomic_file", "check_writable", "exit_code_for",
-           "sent_in_report", "write_report"]
+           "recipient_record", "sent_in_report", "write_report"]
 
 _UMASK = os.umask(0o022)  # read once, at import (before any thread): os.umask only sets it
 os.umask(_UMASK)
@@ -155,11 +155,12 @@ def _write_json(file: IO[str], report: Report, entries: Iterable[Entry]) -> None
     file.write(head[:-2] + ',\n  "recipients": [')  # reopen the object to stream the rows
     for i, entry in enumerate(entries):
         file.write(",\n    " if i else "\n    ")
-        file.write(json.dumps(_record(entry), ensure_ascii=False))
+        file.write(json.dumps(recipient_record(entry), ensure_ascii=False))
     file.write("\n  ]\n}\n")
 
 
-def _record(entry: Entry) -> dict[str, Any]:
+def recipient_record(entry: Entry) -> dict[str, Any]:
+    """One recipient as the JSON report (and ``status --json``) shows it."""
     return {"number": entry.index + 1, "address": entry.address, "status": entry.status,
             "code": entry.code, "message": entry.message, "message_id": entry.message_id,
             "attachments": entry.attachments, "attempts": entry.attempts, "time": entry.updated,

@@ -214,6 +214,13 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
             err.report = report  # type: ignore[attr-defined]  # for the notify summary
             failure = err
             raise
+        except BaseException as err:  # a second Ctrl-C, or a bug: the report says so too
+            interrupted = isinstance(err, KeyboardInterrupt)
+            report.error = ("interrupted at once (a second signal); the message in flight may "
+                            "be uncertain") if interrupted else \
+                f"internal error ({type(err).__name__})"
+            err.report = report  # type: ignore[attr-defined]  # for run --json
+            raise
         finally:
             _finish_report(report, journal, batch, failure)
     return report
@@ -231,13 +238,24 @@ def _finish_report(report: Report, journal: Journal, batch: str,
         write_report(report, lambda: journal.entries(batch))
     except StateError as err:
         report.json_path = report.csv_path = None  # not written: no path to point at
+        _record_run(journal, batch, report)
         if failure is not None:
             failure.report_error = str(err)  # type: ignore[attr-defined]
             return
         err.report = report  # type: ignore[attr-defined]
         err.exit_code = exit_code_for(report) or EXIT_IO
         raise
+    _record_run(journal, batch, report)
     log.info("%s", report.summary())
+
+
+def _record_run(journal: Journal, batch: str, report: Report) -> None:
+    """When the run ended and where its report is, for ``mailbatch history``: worth a
+    warning if it cannot be noted, never the run's outcome."""
+    try:
+        journal.record_run(batch, report.finished, report.json_path, report.csv_path)
+    except StateError as err:
+        log.warning("%s; 'mailbatch history' will not show this run's end or report", err)
 
 
 def _test_marks(journal: Journal, batch: str,

@@ -1,4 +1,8 @@
-"""Process signals: SIGINT/SIGTERM stop a run between messages, SIGHUP reloads the scheduler."""
+"""Process signals: SIGINT/SIGTERM stop a run between messages, SIGHUP reloads the scheduler.
+
+Windows has no SIGHUP (the scheduler then re-reads job files at its next poll only); Ctrl-Break
+(SIGBREAK) stops a run there as Ctrl-C does.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ from collections.abc import Callable
 __all__ = ["reload_on_sighup", "stop_on_signals"]
 
 log = logging.getLogger("mailbatch")
+
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK")
+                      if hasattr(signal, name))
 
 
 class stop_on_signals:
@@ -29,7 +36,7 @@ class stop_on_signals:
 
     def __enter__(self) -> stop_on_signals:
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in _STOP_SIGNALS:
                 self.previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -46,8 +53,9 @@ class reload_on_sighup:
         self.previous: object = None
 
     def __enter__(self) -> reload_on_sighup:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGHUP, lambda signum, frame: self.reload())
+        hangup = getattr(signal, "SIGHUP", None)  # not on Windows: the next poll reloads
+        if hangup is not None and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(hangup, lambda signum, frame: self.reload())
         return self
 
     def __exit__(self, *exc: object) -> None:

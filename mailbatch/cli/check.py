@@ -11,6 +11,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mailbatch.batch.journal import Journal
 from mailbatch.cli.boundary import size_text
@@ -73,6 +74,39 @@ class CheckSummary:
                 f"  images:      {images} inline per message ({self.images_total} in all), "
                 f"{self.image_files} distinct file(s), {size_text(self.image_bytes)}"]
 
+    def notes(self) -> list[str]:
+        """What is worth knowing but not wrong: a field that gave more addresses than named."""
+        return [f"{key} gives more addresses than its template names ({named}) for {count} "
+                f"recipient(s), e.g. {example}: {', '.join(addresses)}; each address gets "
+                "the message" for key, (count, example, addresses, named) in self.widened.items()]
+
+    def document(self, path: Path) -> dict[str, Any]:
+        """The summary as ``check --json`` prints it (shape documented in the README)."""
+        html = {"min_bytes": self.html_min, "max_bytes": self.html_max} if self.html_max \
+            else None
+        images = {"min_per_message": self.images_min, "max_per_message": self.images_max,
+                  "total": self.images_total, "distinct_files": self.image_files,
+                  "distinct_bytes": self.image_bytes} if self.html_max else None
+        return {
+            "job": self.job, "job_file": str(path), "batch": self.batch,
+            "recipients": self.recipients,
+            "attachments": {"min_per_message": self.attachments_min,
+                            "max_per_message": self.attachments_max,
+                            "total": self.attachments_total,
+                            "distinct_files": self.attachment_files,
+                            "distinct_bytes": self.attachment_bytes},
+            "messages": {"total_bytes": self.total_bytes, "largest_bytes": self.largest_bytes,
+                         "largest_to": self.largest_to},
+            "html": html, "images": images,
+            "server": self.server, "password": self.password,
+            "login": {"ok": True, "max_size": self.server_max_size} if self.connected
+            else None,
+            "warnings": list(self.warnings), "notes": self.notes(),
+            "widened": [{"key": key, "recipients": count, "example": example,
+                         "addresses": list(addresses), "named": named}
+                        for key, (count, example, addresses, named) in self.widened.items()],
+        }
+
     def lines(self, path: Path) -> list[str]:
         """The summary as ``mailbatch check`` prints it."""
         per = (f"{self.attachments_min}" if self.attachments_min == self.attachments_max
@@ -86,10 +120,7 @@ class CheckSummary:
             *self._content_lines(),
             f"  server:      {self.server}; {self.password}",
         ]
-        for key, (count, example, addresses, named) in self.widened.items():
-            lines.append(f"  note:        {key} gives more addresses than its template names "
-                         f"({named}) for {count} recipient(s), e.g. {example}: "
-                         f"{', '.join(addresses)}; each address gets the message")
+        lines += [f"  note:        {note}" for note in self.notes()]
         if self.connected:
             limit = (f"messages up to {size_text(self.server_max_size)}"
                      if self.server_max_size else "no SIZE limit announced")

@@ -20,7 +20,8 @@ from mailbatch.errors import EXIT_OK, MailbatchError, UsageError
 if TYPE_CHECKING:
     from mailbatch.service.scheduler import Service
 
-__all__ = ["cmd_check", "cmd_init", "cmd_preview", "cmd_run", "cmd_schedule", "schedule_lines"]
+__all__ = ["cmd_check", "cmd_history", "cmd_init", "cmd_preview", "cmd_run", "cmd_schedule",
+           "cmd_status", "schedule_lines"]
 
 log = logging.getLogger("mailbatch")
 
@@ -53,7 +54,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if failure is not None and real:  # the job's notify: address hears of it too
             send_summary(job, getattr(failure, "report", None), failure)
     code = exit_code_for(report)
-    if not args.quiet or code != EXIT_OK:  # -q: silent on success, so cron mails problems only
+    if args.json:  # the summary for a program, on stdout; errors stay on stderr
+        from mailbatch.cli.jsonout import print_json, run_document
+
+        print_json(run_document(report, code))
+    elif not args.quiet or code != EXIT_OK:  # -q: silent on success: cron mails problems only
         print(printable(report.summary()), file=sys.stderr)
     if real:
         send_summary(job, report)
@@ -71,8 +76,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     summary = check(job, connect=args.connect, debug_smtp=args.debug_smtp)
     for warning in summary.warnings:
         print(f"mailbatch: warning: {printable(warning)}", file=sys.stderr)
-    if not args.quiet:
+    if args.json:
+        from mailbatch.cli.jsonout import print_json
+
+        print_json(summary.document(job.path))
+    elif not args.quiet:
         print(printable("\n".join(summary.lines(job.path))))
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from mailbatch.cli.history import print_history
+    from mailbatch.job.model import load_job
+
+    print_history(load_job(args.job), sys.stdout, as_json=args.json)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from mailbatch.cli.history import print_status
+    from mailbatch.job.model import load_job
+
+    print_status(load_job(args.job), args.batch, sys.stdout, as_json=args.json)
     return EXIT_OK
 
 

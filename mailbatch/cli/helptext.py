@@ -5,8 +5,8 @@ Kept apart from the argument parsing so that main.py reads as the commands it wi
 
 from __future__ import annotations
 
-__all__ = ["EPILOG_CHECK", "EPILOG_INIT", "EPILOG_MAIN", "EPILOG_PREVIEW", "EPILOG_RUN",
-           "EPILOG_SCHEDULE"]
+__all__ = ["EPILOG_CHECK", "EPILOG_HISTORY", "EPILOG_INIT", "EPILOG_MAIN", "EPILOG_PREVIEW",
+           "EPILOG_RUN", "EPILOG_SCHEDULE", "EPILOG_STATUS"]
 
 EPILOG_MAIN = """examples:
   mailbatch init reports                        write a starter job into ./reports
@@ -16,6 +16,8 @@ EPILOG_MAIN = """examples:
   mailbatch run --to me@example.com reports/job.yaml
                                                 send one test message to me
   mailbatch run reports/job.yaml                send the batch
+  mailbatch history reports/job.yaml            the batches sent so far
+  mailbatch status reports/job.yaml             who was not sent in the latest batch, and why
   mailbatch schedule /srv/reports/jobs/         run every job there on its timetable
 
 Run 'mailbatch COMMAND --help' for each command's options and examples."""
@@ -30,6 +32,7 @@ EPILOG_RUN = """examples:
                                                 send the first message to me only, as a test
   mailbatch run --to me@example.com --limit 5 weekly-sales.yaml
                                                 the first 5 messages, all to me
+  mailbatch run --json weekly-sales.yaml        the outcome as JSON on stdout, for a program
 
 exit codes: 0 all sent; 1 some refused, failed or uncertain; 3 already running;
 4 an older batch is unfinished (finish it with --batch, or use --new-batch);
@@ -74,3 +77,21 @@ no new runs start, running batches finish the message in flight, then it exits 0
 
 exit codes: 0 stopped by SIGTERM/SIGINT (or --list with every job valid); 2 a FOLDER|JOB
 does not exist; 74 cannot write the status file; 78 --list found an invalid job file."""
+
+EPILOG_HISTORY = """examples:
+  mailbatch history weekly-sales.yaml           every batch, newest first
+  mailbatch history --json weekly-sales.yaml    the same as one JSON object on stdout
+
+Reads the job's journal only (never writes it; safe while a run sends). A job that has no
+journal yet has no batches: that is said, with exit 0. Exit codes: 0 listed; 74 the journal
+cannot be read or is not a journal; 78 invalid job file."""
+
+EPILOG_STATUS = """examples:
+  mailbatch status weekly-sales.yaml            the latest batch: who was not sent, and why
+  mailbatch status --batch 2026-11-30 weekly-sales.yaml
+                                                that batch
+  mailbatch status --json weekly-sales.yaml     the same as one JSON object on stdout
+
+Reads the job's journal only (never writes it; safe while a run sends). Exit codes: 0 shown
+(also when the job has no batch yet: that is said); 2 no batch of that name; 74 the journal
+cannot be read or is not a journal; 78 invalid job file."""

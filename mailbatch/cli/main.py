@@ -17,14 +17,24 @@ from typing import TYPE_CHECKING
 from mailbatch._version import __version__
 from mailbatch.batch.signals import stop_on_signals
 from mailbatch.cli.boundary import EscapingFormatter, crash_log, printable, quiet_broken_pipe
-from mailbatch.cli.commands import cmd_check, cmd_init, cmd_preview, cmd_run, cmd_schedule
+from mailbatch.cli.commands import (
+    cmd_check,
+    cmd_history,
+    cmd_init,
+    cmd_preview,
+    cmd_run,
+    cmd_schedule,
+    cmd_status,
+)
 from mailbatch.cli.helptext import (
     EPILOG_CHECK,
+    EPILOG_HISTORY,
     EPILOG_INIT,
     EPILOG_MAIN,
     EPILOG_PREVIEW,
     EPILOG_RUN,
     EPILOG_SCHEDULE,
+    EPILOG_STATUS,
 )
 from mailbatch.cli.journald import use_journal_format
 from mailbatch.errors import (
@@ -78,10 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", metavar="N", type=_limit, default=None,
                      help="with --to: how many of the first messages to send (default 1; "
                           "'all' for every one)")
+    run.add_argument("--json", action="store_true",
+                     help="print the outcome as one JSON object on stdout instead of the "
+                          "summary line on stderr (also when the run fails after it began)")
     run.set_defaults(func=cmd_run)
 
     # --- check, preview, init (safe operation) ---
     _add_safe_commands(commands, common)
+
+    # --- history, status (read the journal) ---
+    _add_history_commands(commands, common)
 
     # --- schedule (the long-running service) ---
     _add_schedule_command(commands, common)
@@ -107,11 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args))
     except MailbatchError as err:
         _error(str(err))
-        for line in _after_error(err):
+        for line in _after_error(err, as_json=_wants_json(args)):
             _error(line, prefix="")
+        _json_after_error(args, err, err.exit_code)
         return err.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         _error("interrupted", prefix="mailbatch: ")
+        _json_after_error(args, err, EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader of stdout is gone (| head): nothing more to say
         quiet_broken_pipe()
@@ -121,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"the traceback is in {log_file}" if log_file else "no crash log could be written"
         _error(f"internal error ({type(err).__name__}); this is a bug in mailbatch, please "
                f"report it: {where}")
+        _json_after_error(args, err, EXIT_SOFTWARE)
         return EXIT_SOFTWARE
     finally:
         restore()
@@ -132,16 +151,36 @@ def _error(text: str, prefix: str = "mailbatch: error: ") -> None:
         print(prefix + printable(text), file=sys.stderr)
 
 
-def _after_error(err: MailbatchError) -> list[str]:
+def _after_error(err: MailbatchError, as_json: bool = False) -> list[str]:
     """What follows the error line of a run that began sending: a second error (its report
-    could not be written either), then the batch's summary line, as every such run ends."""
+    could not be written either), then the batch's summary line, as every such run ends
+    (with --json, the summary is the JSON object on stdout instead)."""
     lines = []
     if getattr(err, "report_error", None):
         lines.append(f"mailbatch: error: {err.report_error}")  # type: ignore[attr-defined]
     report = getattr(err, "report", None)
-    if report is not None:
+    if report is not None and not as_json:
         lines.append(report.summary())
     return lines
+
+
+def _wants_json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+def _json_after_error(args: argparse.Namespace, err: BaseException, code: int) -> None:
+    """``run --json`` that failed after its batch began: the report's JSON on stdout all the
+    same, with the error and the exit code, so a wrapper learns what was sent."""
+    report = getattr(err, "report", None)
+    if report is None or not _wants_json(args):
+        return
+    from mailbatch.cli.jsonout import print_json, run_document
+
+    report_error = getattr(err, "report_error", None)
+    if report.error is None:  # every send went as it should; the report could not be written
+        report_error = str(err)
+    with contextlib.suppress(OSError):
+        print_json(run_document(report, code, report_error))
 
 
 def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> Callable[[], None]:
@@ -178,8 +217,8 @@ def _configure_logging(quiet: bool, verbose: int, debug_smtp: bool = False) -> C
 # --- check, preview, init (safe operation) -------------------------------------------------
 
 
-def _add_safe_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser,
-                       ) -> None:
+def _add_safe_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                       common: argparse.ArgumentParser) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     check = commands.add_parser(
         "check", parents=[common], help="validate a job and render every message; send nothing",
@@ -191,6 +230,8 @@ def _add_safe_commands(commands: argparse._SubParsersAction, common: argparse.Ar
                        help="also open the TLS session and log in, then quit")
     check.add_argument("--debug-smtp", action="store_true",
                        help="with --connect: log the SMTP conversation (credentials redacted)")
+    check.add_argument("--json", action="store_true",
+                       help="print the summary as one JSON object on stdout")
     check.set_defaults(func=cmd_check)
 
     preview = commands.add_parser(
@@ -243,10 +284,40 @@ def _limit(value: str) -> int | None:
     return int(value)
 
 
+# --- history, status (read the journal, write nothing) ---------------------------------------
+
+
+def _add_history_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                          common: argparse.ArgumentParser) -> None:
+    raw = argparse.RawDescriptionHelpFormatter
+    history = commands.add_parser(
+        "history", parents=[common], help="list the job's batches: when, what came of them",
+        description="List every batch of the job from its journal, newest first: when it "
+                    "started, when its last run ended, its recipients by state, its report. "
+                    "Reads the journal only; never writes it.",
+        epilog=EPILOG_HISTORY, formatter_class=raw)
+    history.add_argument("job", help="the job file (YAML)")
+    history.add_argument("--json", action="store_true",
+                         help="print one JSON object on stdout")
+    history.set_defaults(func=cmd_history)
+
+    status = commands.add_parser(
+        "status", parents=[common], help="show one batch's recipients that were not sent",
+        description="Show one batch of the job (the latest, or --batch NAME): its counts, and "
+                    "every recipient not sent with its state and the server's code and "
+                    "reply. Reads the journal only; never writes it.",
+        epilog=EPILOG_STATUS, formatter_class=raw)
+    status.add_argument("job", help="the job file (YAML)")
+    status.add_argument("--batch", metavar="NAME", help="that batch instead of the latest")
+    status.add_argument("--json", action="store_true",
+                        help="print one JSON object on stdout")
+    status.set_defaults(func=cmd_status)
+
+
 # --- schedule (the long-running service): command and helpers ------------------------------
 
 
-def _add_schedule_command(commands: argparse._SubParsersAction,
+def _add_schedule_command(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                           common: argparse.ArgumentParser) -> None:
     schedule = commands.add_parser(
         "schedule", parents=[common], help="run jobs on their timetables (a long-running service)",

@@ -178,13 +178,43 @@ def _drawers_alive(folder: Path) -> bool:
     """Whether a drawer still serves ``folder`` (each drawer keeps a pid file there)."""
     for pid_file in folder.glob("drawer-*.pid"):
         try:
-            os.kill(int(pid_file.stem.split("-")[1]), 0)
-            return True
-        except (ValueError, ProcessLookupError):
+            pid = int(pid_file.stem.split("-")[1])
+        except (ValueError, IndexError):
             continue
-        except PermissionError:
+        if _alive(pid):
             return True
     return False
+
+
+def _alive(pid: int, kernel32: Any = None) -> bool:
+    """Whether process ``pid`` is running. On Windows ``os.kill(pid, 0)`` would not ask: it
+    terminates the process. There the process is looked up instead (``kernel32``: a test's
+    stand-in for the Windows API)."""
+    if os.name != "nt" and kernel32 is None:
+        try:
+            os.kill(pid, 0)
+        except PermissionError:  # someone else's process
+            return True
+        except OSError:  # ProcessLookupError: none
+            return False
+        return True
+    import ctypes
+
+    if kernel32 is None:
+        kernel32 = ctypes.WinDLL("kernel32")  # type: ignore[attr-defined,unused-ignore]
+        kernel32.OpenProcess.restype = ctypes.c_void_p
+        kernel32.CloseHandle.argtypes = [ctypes.c_void_p]
+        kernel32.GetExitCodeProcess.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_ulong)]
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return False  # no such process (or not ours to look at: not our drawer)
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True
+        return code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def _draw_claim(claim: Path) -> Path:

@@ -18,6 +18,7 @@ from mailbatch.job.smtpsettings import PasswordSource, SmtpSettings
 __all__ = ["describe", "get_secret"]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MODE_BITS = os.name != "nt"  # whether a file's mode bits say who may read it
 
 
 def get_secret(smtp: SmtpSettings, job_file: str | Path | None = None) -> str:
@@ -84,9 +85,8 @@ def describe(smtp: SmtpSettings) -> tuple[str, str | None]:
             mode = path.stat().st_mode
         except OSError as err:
             return f"{what} from file {path}", f"{path}: {err.strerror}"
-        unsafe = mode & (stat.S_IRWXG | stat.S_IRWXO)
         problem = (f"{path} is readable by group or others; run: chmod 600 {path}"
-                   if unsafe else None)
+                   if _shared(mode) else None)
         return f"{what} from file {path}", problem
     if source.kind == "command":
         argv = _argv(source.value)
@@ -100,10 +100,16 @@ def describe(smtp: SmtpSettings) -> tuple[str, str | None]:
             "smtp.password_env, password_file or password_command")
 
 
+def _shared(mode: int) -> bool:
+    """Whether a file's mode lets group or others at it. Windows keeps access in ACLs, not in
+    these bits (every file there shows as 0o666 or 0o444), so nothing can be told from them."""
+    return _MODE_BITS and bool(mode & (stat.S_IRWXG | stat.S_IRWXO))
+
+
 def _from_file(path: Path) -> str:
     try:
         mode = path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        if _shared(mode):
             raise JobError("password file is readable or writable by group or others; "
                            f"run: chmod 600 {path}", path=str(path), field="smtp.password_file")
         value = path.read_text(encoding="utf-8").rstrip("\r\n")

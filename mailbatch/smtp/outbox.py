@@ -58,7 +58,8 @@ class FileTransport:
 def _write_whole(path: str, data: bytes) -> None:
     """Write a new file with plain system calls: half the cost of ``Path.write_bytes``,
     which is felt when a dry run writes 100,000 messages."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    # O_BINARY: on Windows, without it every LF would be written as CRLF (CR CR LF here).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
     try:
         view = memoryview(data)
         while view:

@@ -8,12 +8,16 @@ import re
 import smtplib
 import socket
 import ssl
+from typing import TYPE_CHECKING
 
 from mailbatch.errors import ConnectError, LoginError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 from mailbatch.job.smtpsettings import SmtpSettings
 
 __all__ = ["connect", "hang_up", "login", "quit_politely", "reason", "reply_text",
-           "tls_context"]
+           "tls_context", "token_refused"]
 
 log = logging.getLogger(__name__)  # --debug-smtp: the conversation, credentials redacted
 
@@ -33,9 +37,8 @@ class _SMTP(smtplib.SMTP):
 
     _in_auth = False
 
-    def send(self, s: str | bytes) -> None:
-        content = isinstance(s, bytes | bytearray) and s != b".\r\n"
-        if not (content and self.debuglevel):
+    def send(self, s: str | ReadableBuffer) -> None:
+        if not (isinstance(s, bytes | bytearray) and s != b".\r\n" and self.debuglevel):
             super().send(s)
             return
         self._print_debug("send:", f"[message content: {len(s):,} bytes]")
@@ -92,6 +95,7 @@ def connect(settings: SmtpSettings, debug: bool = False) -> smtplib.SMTP:
             smtp = _SMTP(s.host, s.port, timeout=s.timeout)
         if debug:
             smtp.set_debuglevel(1)
+        assert smtp.sock is not None  # connected by the constructor
         smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         smtp.ehlo()
         if s.security == "starttls":
@@ -130,8 +134,9 @@ def login(smtp: smtplib.SMTP, settings: SmtpSettings, secret: str) -> None:
             smtp.login(s.username or "", secret)
     except smtplib.SMTPAuthenticationError as err:
         quit_politely(smtp)
+        text = reply_text(err.smtp_error)
         raise LoginError(f"login refused by {s.host} for {s.username}: {err.smtp_code} "
-                         f"{reply_text(err.smtp_error)}", code=err.smtp_code) from None
+                         f"{text}", code=err.smtp_code, reply=text) from None
     except smtplib.SMTPNotSupportedError:
         quit_politely(smtp)
         raise LoginError(f"{where} does not offer AUTH; remove smtp.username to send "
@@ -142,6 +147,15 @@ def login(smtp: smtplib.SMTP, settings: SmtpSettings, secret: str) -> None:
     except OSError as err:
         quit_politely(smtp)
         raise ConnectError(f"{where}: connection lost during login: {reason(err)}") from None
+
+
+def token_refused(settings: SmtpSettings, err: LoginError) -> bool:
+    """Whether a refused login may only need a fresh OAuth2 token: the secret is a token from
+    ``oauth2_token_command`` (which can print a new one), and the server refused it as a bad
+    credential (535) or said it expired. Tokens last about an hour; a batch can last longer."""
+    source = settings.password
+    return bool(source and source.oauth2 and source.kind == "command") and (
+        err.code == 535 or "expired" in err.reply.lower())
 
 
 def quit_politely(smtp: smtplib.SMTP) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from mailbatch.errors import MailbatchError
+from mailbatch.errors import LoginError, MailbatchError
 from mailbatch.job.smtpsettings import SmtpSettings
 from mailbatch.smtp import session
 from mailbatch.smtp.session import reason, reply_text
@@ -22,6 +22,7 @@ from mailbatch.smtp.wire import GROUP_MAX, dot_stuff, group, hung_up, write_end
 
 __all__ = ["Ahead", "Envelope", "Outcome", "SmtpTransport", "Transport"]
 
+log = logging.getLogger(__name__)
 # Security warnings have their own logger so the CLI can show them even with -q.
 security_log = logging.getLogger("mailbatch.security")
 
@@ -108,11 +109,37 @@ class SmtpTransport:
         if self.settings.username:
             if self._cached_secret is None:
                 self._cached_secret = self._secret()
-            session.login(smtp, self.settings, self._cached_secret)
+            try:
+                session.login(smtp, self.settings, self._cached_secret)
+            except LoginError as err:
+                # An OAuth2 token expires (in about an hour): a new one, once, then give up.
+                if not session.token_refused(self.settings, err):
+                    raise
+                smtp = self._log_in_afresh(err)
         self.smtp = smtp
         size = smtp.esmtp_features.get("size", "").strip()
         self.max_size = int(size) if size.isdigit() and int(size) > 0 else None
         self.pipelining = self.settings.pipelining and smtp.has_extn("pipelining")
+
+    def _log_in_afresh(self, refused: LoginError) -> smtplib.SMTP:
+        """Run oauth2_token_command again and log in once more on a new session (the refused
+        one was closed); LoginError if that fails too. The token is never logged."""
+        log.info("%s: %s; getting a fresh token from smtp.oauth2_token_command and logging "
+                 "in again", self.where, refused)
+        self._cached_secret = None
+        try:
+            self._cached_secret = self._secret()
+        except MailbatchError as err:
+            raise LoginError(f"{refused}; a fresh token could not be had: {err}",
+                             code=refused.code, reply=refused.reply) from None
+        smtp = session.connect(self.settings, self.debug)
+        try:
+            session.login(smtp, self.settings, self._cached_secret)
+        except LoginError as err:
+            raise LoginError(f"{err} (with a fresh token from smtp.oauth2_token_command, "
+                             "after the previous one was refused too)", code=err.code,
+                             reply=err.reply) from None
+        return smtp
 
     def close(self) -> None:
         if self._ahead is not None:  # the server may be reading a message: QUIT would be in it
