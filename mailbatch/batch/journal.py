@@ -67,10 +67,10 @@ class Entry:
     code: int | None
     message: str
     message_id: str
-    attachments: list[dict]
+    attachments: list[dict[str, Any]]
     attempts: int
     updated: str
-    envelope: dict = field(default_factory=dict)  # {"to": [...], "cc": [...], "bcc": [...]}
+    envelope: dict[str, list[str]] = field(default_factory=dict)  # to, cc, bcc: the addresses
 
 
 def _other_file(recorded: Path, job_path: Path) -> bool:
@@ -222,7 +222,8 @@ class Journal:
         self._execute("DELETE FROM seen")
 
     def register(self, batch: str, key: str, index: int, address: str, message_id: str,
-                 attachments: list[dict], envelope: dict | None = None) -> None:
+                 attachments: list[dict[str, Any]],
+                 envelope: dict[str, list[str]] | None = None) -> None:
         """Add a recipient as pending, or refresh the details of one already in the batch
         (a recipient listed again after being removed is pending again). ``envelope``: the
         addresses its message goes to, by header (to, cc, bcc)."""
@@ -240,7 +241,7 @@ class Journal:
         be merged silently, since one of them would never get its message."""
         row = self._execute("SELECT loc FROM seen WHERE key = ?", (key,)).fetchone()
         if row:
-            return row[0]
+            return str(row[0])
         self._execute("INSERT INTO seen (key, loc) VALUES (?, ?)", (key, where))
         return None
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mailbatch.batch.batches import batch_to_run, resume_hint
 from mailbatch.batch.delivery import Sender
@@ -126,7 +127,7 @@ def prepare(job: Job, renderer: Renderer, journal: Journal, batch: str,
     return count if limit is None else min(count, limit)
 
 
-def _attachment_list(rendered: Rendered) -> list[dict]:
+def _attachment_list(rendered: Rendered) -> list[dict[str, Any]]:
     return [{"name": a.filename, "size": a.size, "type": a.content_type}
             for a in rendered.attachments]
 
@@ -279,14 +280,15 @@ def as_test_send(rendered: Rendered, address: str) -> Rendered:
                                subject=f"[TEST] {rendered.subject}", widened=())
 
 
-def _transport(job: Job, renderer: Renderer, context: dict, options: RunOptions) -> Transport:
+def _transport(job: Job, renderer: Renderer, context: dict[str, Any],
+               options: RunOptions) -> Transport:
     if options.dry_run:
         return FileTransport(job.folder / renderer.string("outbox", job.outbox, context))
     return SmtpTransport(job.smtp, lambda: get_secret(job.smtp, job.path), debug=options.debug_smtp)
 
 
 def _new_report(job: Job, renderer: Renderer, batch: str, resumed: bool, options: RunOptions,
-                now: dt.datetime, context: dict) -> Report:
+                now: dt.datetime, context: dict[str, Any]) -> Report:
     prefix = job.folder / renderer.string("report", job.report, context)
     prefix = prefix.with_name(re.sub(r"[^\w.@+-]", "_", prefix.name))
     if options.dry_run:  # never overwrite the real delivery report of the same batch

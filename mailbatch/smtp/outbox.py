@@ -18,7 +18,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 class FileTransport:
     """The dry run: each message is written as ``NNNNNN-address.eml`` into the outbox folder."""
 
-    max_size = None
+    max_size: int | None = None  # no SIZE limit: nothing to refuse
 
     def __init__(self, outbox: Path) -> None:
         self.outbox = outbox
