@@ -163,6 +163,7 @@ class Renderer:
         self._domain = job.sender_domain  # parsed once, not per message
         self._sender = job.mailbox
         self.attachments_root = job.attachments_root or job.folder
+        self._real_root = self.attachments_root.resolve()  # once, not once per recipient
         # Generated files (charts, CSV, zip) go to a scratch folder; a render worker is given
         # its parent's, see renderpool.py.
         self.scratch = Scratch(scratch)
@@ -188,6 +189,9 @@ class Renderer:
                            self._compile(self.glob_env, TemplateSource(
                                f"attachments[{i}]", text=spec.pattern)))
                           for i, spec in enumerate(job.attachments)]
+        # The files each pattern found last: a pattern that renders the same for every
+        # recipient (a shared logo) is looked up once, not once per message.
+        self._found: list[tuple[str, list[Attachment]] | None] = [None] * len(self._patterns)
         # Two renderers of one job agree only if they read the same templates and data (a
         # render worker checks this against the parent's, see renderpool.py).
         self._sources.update(b"\0" + repr(self.context).encode())
@@ -311,7 +315,13 @@ class Renderer:
                     attachments.append(template(context))
                     continue
                 pattern = template.render(context)
-                found = find(pattern, self.attachments_root, spec.content_type)
+                last = self._found[i]
+                if last is not None and last[0] == pattern:
+                    found = last[1]
+                else:
+                    found = find(pattern, self.attachments_root, spec.content_type,
+                                 real_root=self._real_root)
+                    self._found[i] = (pattern, found)
                 if not found and not spec.optional:
                     raise AttachmentProblem(f"attachment pattern {pattern!r} matches no file "
                                             f"under {self.attachments_root}; add the file or "

@@ -273,10 +273,24 @@ def test_a_shared_attachment_is_encoded_once_for_the_whole_batch(tmp_path):
     cache = AttachmentCache()
 
     first = cache.pieces(message.attachments[0])
+    assert cache.total == 0  # asked for once: perhaps a recipient's own file, not kept yet
     second = cache.pieces(message.attachments[0])
 
     assert first is second
+    assert cache.total == len(first.head) + len(first.body)
     assert cache.part(message.attachments[0]) == first[0] + first[1]
+
+
+def test_files_asked_for_once_each_are_not_kept(tmp_path):
+    files = {f"own-{i}.pdf": PDF + bytes([i]) for i in range(20)}
+    message = rendered(tmp_path, files)
+    cache = AttachmentCache()
+
+    for attachment in message.attachments:
+        cache.pieces(attachment)
+
+    assert cache.total == 0
+    assert len(cache._recent) <= 8  # only the last few wait to be asked for again
 
 
 def test_long_non_ascii_headers_use_encoded_words_of_at_most_75_characters():
