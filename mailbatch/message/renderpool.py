@@ -1,4 +1,4 @@
-"""The render pass on two cores: a worker process renders every other chunk of recipients.
+"""The render pass on two cores: a worker process renders part of the recipients.
 
 Every message is rendered before the first is sent, and Jinja is the largest cost of that
 pass; the mail server is idle meanwhile. Results come back in list order, exactly as if one
@@ -6,10 +6,15 @@ process had rendered them. The worker is a new interpreter (``python -m
 mailbatch.message.renderpool``) talking pickle over its stdin and stdout: not a fork (the scheduler
 runs jobs on threads, and forking a threaded process is unsafe) and not multiprocessing's
 spawn (which runs the caller's main script again, a surprise for scripts that embed
-mailbatch). It starts only for batches of several chunks and only where a second core is
-free, and builds its own Renderer from the same job and clock; if that does not render from
-exactly the same templates and data (a file changed in between), or the worker dies, the
+mailbatch). It starts as soon as a batch has more than one chunk of recipients, where a second
+core is free, and builds its own Renderer from the same job and clock; if that does not render
+from exactly the same templates and data (a file changed in between), or the worker dies, the
 parent renders the rest itself.
+
+Neither process waits for the other while there is work: the parent renders a few recipients
+at a time and, whenever the worker is free, hands it the next chunk of those not yet rendered
+(keeping one chunk's worth in hand for it). So the parent renders alone until the worker has
+started (about 0.15 s), then both render; at the end what is left is shared between them.
 """
 
 from __future__ import annotations
@@ -18,10 +23,13 @@ import contextlib
 import logging
 import os
 import pickle
+import queue
 import signal
 import site
 import subprocess
 import sys
+import threading
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -31,26 +39,44 @@ from mailbatch.job.recipients import Recipient
 from mailbatch.message.proof import prove
 from mailbatch.message.render import Rendered, Renderer, RenderFailure
 
-__all__ = ["CHUNK", "RenderPool", "Result", "Stop"]
+__all__ = ["CHUNK", "START_AFTER", "RenderPool", "Result", "Stop"]
 
 log = logging.getLogger(__name__)
 
-CHUNK = 200  # recipients per chunk: large enough to amortise a round trip to the worker
-START_AFTER = 3  # chunks rendered here before a worker is worth its start-up (~0.3 s)
+CHUNK = 100  # recipients the worker renders per request: a round trip costs about 1 ms
+SLICE = 20  # recipients the parent renders between two looks at the worker
+START_AFTER = 1  # chunks of recipients seen before a worker is started
+HELD = 6 * CHUNK  # results kept back behind the worker's chunk before the parent waits for it
 Result = tuple[Recipient, "Rendered | str", bool]  # (recipient, message or failure, keep)
+Pending = list[tuple[Recipient, bool]]
+
+
+class _Part:
+    """Consecutive recipients and, once rendered (here or by the worker), their results."""
+
+    __slots__ = ("chunk", "results")
+
+    def __init__(self, chunk: Pending, results: list[Result] | None = None) -> None:
+        self.chunk = chunk
+        self.results = results  # None: at the worker
 
 
 class RenderPool:
     """``add`` recipients in list order; each call returns the results finished so far, in
-    that order; ``finish`` returns the rest. ``keep`` travels with each recipient unchanged."""
+    that order; ``finish`` returns the rest. ``keep`` travels with each recipient unchanged.
+
+    ``worker``: None decides by the batch and the machine; True always uses one (and waits
+    for it to start before rendering: for tests), False never."""
 
     def __init__(self, renderer: Renderer, *, worker: bool | None = None) -> None:
         self.renderer = renderer
-        self._chunk: list[tuple[Recipient, bool]] = []
-        self._chunks = 0
         self._usable = _second_core() if worker is None else worker
+        self._patient = worker is True
         self._worker: _Worker | None = None
-        self._pending: list[tuple[Recipient, bool]] | None = None  # at the worker now
+        self._seen = 0
+        self._waiting: Pending = []  # added, not yet rendered nor handed to the worker
+        self._order: deque[_Part] = deque()  # rendered or at the worker, in list order
+        self._at_worker: _Part | None = None  # one request in flight at a time
         self.by_worker = 0  # messages the worker rendered (for tests and debugging)
         self.stopped = False  # a Stop was returned: add() and finish() render nothing more
 
@@ -69,81 +95,145 @@ class RenderPool:
     def add(self, recipient: Recipient, keep: bool = True) -> list[Result]:
         if self.stopped:
             return []
-        self._chunk.append((recipient, keep))
-        return self._until_stop(self._flush()) if len(self._chunk) >= CHUNK else []
+        self._waiting.append((recipient, keep))
+        self._seen += 1
+        if self._usable and self._seen > START_AFTER * CHUNK:
+            self._start_worker()
+        self._work(final=False)
+        return self._release(wait=False)
 
     def finish(self) -> list[Result]:
         if self.stopped:
             return []
-        results = self._flush() if self._chunk else []
-        if self._pending is not None:
-            results = self._collect() + results
-        results = self._until_stop(results)
+        self._work(final=True)
+        results = self._release(wait=True)
         if not self.stopped:  # a stopped pass fails anyway: no chart is waited for
             self.renderer.settle()  # every chart drawn before the pass is over
         return results
+
+    # -- who renders what --------------------------------------------------------------------
+
+    def _work(self, final: bool) -> None:
+        """Hand the worker its next chunk when it is free; render here what is not kept
+        for it; at the end, share what is left."""
+        while True:
+            self._poll(wait=self._patient and self._worker is not None
+                       and not self._worker.ready)
+            worker = self._worker
+            ready = worker is not None and worker.ready
+            if ready and self._at_worker is None:
+                count = _for_worker(len(self._waiting), final)
+                if count:
+                    self._submit(count)
+                    continue
+            keep_back = CHUNK if ready and not final else 0
+            if len(self._waiting) >= keep_back + SLICE or (final and self._waiting):
+                chunk, self._waiting = self._waiting[:SLICE], self._waiting[SLICE:]
+                self._order.append(_Part(chunk, self._render_here(chunk)))
+                continue
+            return
+
+    def _release(self, wait: bool) -> list[Result]:
+        """The results finished so far in list order (all of them with ``wait``): the
+        worker's chunk is waited for at the end, or when too many results are held back
+        behind it (memory stays bounded)."""
+        results: list[Result] = []
+        while self._order:
+            part = self._order[0]
+            if part.results is not None:
+                self._order.popleft()
+                results += part.results
+            elif self._worker is None:  # gone without a reply: render its chunk here
+                self._give_up(None)
+            elif wait or sum(len(p.results or ()) for p in self._order) >= HELD:
+                self._poll(wait=True)
+            else:
+                break
+        return self._until_stop(results)
 
     def _until_stop(self, results: list[Result]) -> list[Result]:
         """The results up to the first Stop (included); after one, the pass renders no more."""
         for i, (_, message, _) in enumerate(results):
             if isinstance(message, Stop):
                 self.stopped = True
-                self._chunk = []
+                self._waiting, self._order, self._at_worker = [], deque(), None
                 self.close()
                 return results[:i + 1]
         return results
 
-    def _flush(self) -> list[Result]:
-        chunk, self._chunk = self._chunk, []
-        self._chunks += 1
-        if self._pending is None and self._start_worker():
-            assert self._worker is not None
-            try:
-                self._worker.submit([r for r, _ in chunk])
-                self._pending = chunk
-                return []
-            except Exception as err:  # the worker is an optimisation: never fail the run
-                self._give_up(err)
-        local = self._render_here(chunk)  # meanwhile the worker renders the chunk before
-        return (self._collect() if self._pending is not None else []) + local
+    # -- the worker ----------------------------------------------------------------------------
 
-    def _start_worker(self) -> bool:
-        if self._worker is None and self._usable and self._chunks > START_AFTER:
-            self._usable = False  # one attempt per pass
-            r = self.renderer
-            try:
-                # The worker writes generated files (charts, CSV) to this process's scratch
-                # folder, where each process finds what the other already made.
-                self._worker = _Worker((r.job, r.now, r.message_id_salt, str(r.scratch.path)))
-            except Exception as err:  # no processes left, say: render in this one
-                log.debug("rendering in one process: %s", err)
-        return self._worker is not None
-
-    def _collect(self) -> list[Result]:
-        """The worker's chunk, in order; rendered here instead if the worker failed."""
-        assert self._pending is not None and self._worker is not None  # set together
-        chunk, self._pending = self._pending, None
+    def _start_worker(self) -> None:
+        if self._worker is not None or not self._usable:
+            return
+        self._usable = False  # one attempt per pass
+        r = self.renderer
         try:
-            fingerprint, messages = self._worker.result()
-        except Exception as err:  # died, or sent what cannot be read: render it here
+            # The worker writes generated files (charts, CSV) to this process's scratch
+            # folder, where each process finds what the other already made.
+            self._worker = _Worker((r.job, r.now, r.message_id_salt, str(r.scratch.path)))
+        except Exception as err:  # no processes left, say: render in this one
+            log.debug("rendering in one process: %s", err)
+
+    def _submit(self, count: int) -> None:
+        assert self._worker is not None
+        chunk, self._waiting = self._waiting[:count], self._waiting[count:]
+        part = _Part(chunk)
+        try:
+            self._worker.submit([r for r, _ in chunk])
+        except Exception as err:  # the worker is an optimisation: never fail the run
             self._give_up(err)
-            return self._render_here(chunk)
+            part.results = self._render_here(chunk)
+        else:
+            self._at_worker = part
+        self._order.append(part)
+
+    def _poll(self, wait: bool) -> None:
+        """Take what the worker has sent: that it is ready, or the results of its chunk."""
+        worker = self._worker
+        if worker is None:
+            return
+        try:
+            reply = worker.replies.get(block=wait)
+        except queue.Empty:
+            return
+        if isinstance(reply, BaseException):  # it died, or sent what cannot be read
+            self._give_up(reply)
+            return
+        fingerprint, messages = reply
         if fingerprint != self.renderer.fingerprint:
             log.warning("a template or data file changed while the batch was being "
                         "rendered; rendering every message from the version read first")
             self._give_up(None)
-            return self._render_here(chunk)
+            return
+        if messages is None:
+            worker.ready = True
+            return
+        part, self._at_worker = self._at_worker, None
+        assert part is not None
         self.by_worker += len(messages)
-        return [(r, m, keep) for (r, keep), m in zip(chunk, messages, strict=True)]
+        part.results = [(r, m, keep) for (r, keep), m in zip(part.chunk, messages, strict=True)]
 
     def _give_up(self, err: BaseException | None) -> None:
+        """Render in this process from now on, the worker's chunk included."""
         if err is not None:
             log.debug("render worker failed (%s); rendering in one process", err)
         self.close()
+        part, self._at_worker = self._at_worker, None
+        if part is not None:
+            part.results = self._render_here(part.chunk)
 
-    def _render_here(self, chunk: list[tuple[Recipient, bool]]) -> list[Result]:
+    def _render_here(self, chunk: Pending) -> list[Result]:
         messages = _render_all(self.renderer, [r for r, _ in chunk])
         return [(r, m, keep) for (r, keep), m in zip(chunk, messages, strict=True)]
+
+
+def _for_worker(waiting: int, final: bool) -> int:
+    """How many of the waiting recipients to hand the free worker: a chunk; at the end, the
+    first half of what is left, if there is enough to share."""
+    if not final:
+        return CHUNK if waiting >= CHUNK else 0
+    return min(CHUNK, waiting // 2) if waiting >= 2 * SLICE else 0
 
 
 def _second_core() -> bool:
@@ -183,7 +273,8 @@ def _render_all(renderer: Renderer, recipients: list[Recipient]) -> Iterator[Ren
 
 
 class _Worker:
-    """The worker process and its two pipes; one chunk in flight at a time."""
+    """The worker process, its two pipes, and a thread that reads its replies (so that the
+    parent can look for them without waiting, and the worker never waits to write one)."""
 
     def __init__(self, setup: tuple[Job, object, str, str]) -> None:
         env = dict(os.environ)
@@ -192,10 +283,15 @@ class _Worker:
             # A source checkout: the worker must import this same code, not another copy.
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root),
                                                               env.get("PYTHONPATH")]))
+        self.ready = False  # it has built its Renderer and said so
+        self.replies: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailbatch.message.renderpool"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        self._reader = threading.Thread(target=self._read, name="mailbatch-render-replies",
+                                        daemon=True)
         try:
+            self._reader.start()
             self.submit(setup)
         except BaseException:
             self.close()  # no process left behind
@@ -206,19 +302,28 @@ class _Worker:
         pickle.dump(item, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
         self.proc.stdin.flush()
 
-    def result(self) -> tuple[str, list[Rendered | str]]:
-        return pickle.load(self.proc.stdout)  # type: ignore[no-any-return, arg-type]
+    def _read(self) -> None:
+        stream = self.proc.stdout
+        assert stream is not None
+        try:
+            while True:
+                self.replies.put(pickle.load(stream))
+        except BaseException as err:  # EOF: it ended or died; or a reply that cannot be read
+            self.replies.put(err)
 
     def close(self) -> None:
+        """Stop it and reap it. Nothing it could still send is needed: the pool closes it
+        once every reply was read, or when the pass is over anyway. (Letting it end by
+        itself would cost the parent the worker's interpreter shutdown, some 30 ms.)"""
+        with contextlib.suppress(OSError):  # ended already
+            self.proc.terminate()
+        self.proc.wait()
+        if self._reader.is_alive() and self._reader is not threading.current_thread():
+            self._reader.join(timeout=5)  # its end of the pipe is closed: EOF
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):  # a worker that died: nothing to flush
                     stream.close()
-        try:
-            self.proc.wait(timeout=5)  # stdin closed: it ends at once
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
@@ -226,6 +331,12 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     job, now, salt, scratch = pickle.load(requests)
     renderer = Renderer(job, now, message_id_salt=salt, scratch=scratch)
+
+    def reply(messages: list[Rendered | str] | None) -> None:
+        pickle.dump((renderer.fingerprint, messages), replies, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.flush()
+
+    reply(None)  # ready
     while True:
         try:
             recipients = pickle.load(requests)
@@ -234,8 +345,7 @@ def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         messages = list(_render_all(renderer, recipients))
         # The charts this process claimed, drawn before the parent sees its messages.
         renderer.settle(own_only=True)
-        pickle.dump((renderer.fingerprint, messages), replies, protocol=pickle.HIGHEST_PROTOCOL)
-        replies.flush()
+        reply(messages)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailbatch.batch.journal import Journal
 from mailbatch.batch.runner import prepare
@@ -18,7 +20,7 @@ from mailbatch.message.renderpool import CHUNK, START_AFTER, RenderPool, Result
 from tests.helpers import write_job
 
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
-MANY = CHUNK * (START_AFTER + 4) + 17  # enough chunks for the worker, and a partial last one
+MANY = CHUNK * (START_AFTER + 4) + 17  # several chunks for the worker, and a partial last one
 
 
 def job_with(tmp_path: Path, count: int, broken: set[int] = frozenset()) -> Path:
@@ -64,7 +66,7 @@ def test_a_large_batch_rendered_on_two_cores_matches_one_process_message_for_mes
     alone, _ = render_pass(renderer_for(job), worker=False)
     shared, by_worker = render_pass(renderer_for(job), worker=True)
 
-    assert by_worker >= 2 * CHUNK
+    assert CHUNK <= by_worker < MANY  # both rendered: the parent alone until the worker started
     assert shared == alone
     assert [r.index for r, _, _ in shared] == list(range(MANY))
     assert [keep for _, _, keep in shared] == [n % 2 == 0 for n in range(MANY)]
@@ -142,3 +144,64 @@ def test_failures_are_listed_in_recipient_order_whichever_process_found_them(tmp
     lines = str(raised.value).splitlines()[1:]  # "people.csv:LINE ..." (line 1: the header)
     assert [line.split(":")[1].split()[0] for line in lines] == [
         "4", str(count - 1), str(count + 2)]
+
+
+def test_a_batch_of_one_chunk_starts_no_worker(tmp_path):
+    job = load_job(job_with(tmp_path, CHUNK))
+    results: list[Result] = []
+
+    with RenderPool(Renderer(job, NOW)) as pool:
+        for recipient in iter_recipients(job):
+            results += pool.add(recipient)
+            assert pool._worker is None
+        results += pool.finish()
+
+    assert pool.by_worker == 0 and len(results) == CHUNK
+
+
+def test_a_worker_that_dies_with_a_chunk_in_hand_leaves_that_chunk_to_the_parent(tmp_path):
+    job = load_job(job_with(tmp_path, MANY))
+    renderer = Renderer(job, NOW)
+    results: list[Result] = []
+    killed = None
+
+    with RenderPool(renderer, worker=True) as pool:
+        for recipient in iter_recipients(job):
+            results += pool.add(recipient)
+            if killed is None and pool._at_worker is not None:
+                killed = pool._worker
+                killed.proc.kill()
+        results += pool.finish()
+
+    assert killed is not None and killed.proc.returncode is not None  # reaped
+    assert pool.by_worker == 0
+    assert [r.index for r, _, _ in results] == list(range(MANY))
+    assert not any(isinstance(message, str) for _, message, _ in results)
+
+
+def test_closing_the_pool_stops_and_reaps_a_worker_still_starting(tmp_path):
+    job = load_job(job_with(tmp_path, MANY))
+    pool = RenderPool(Renderer(job, NOW))
+    pool._usable = True
+    pool._start_worker()
+    worker = pool._worker
+    assert worker is not None and not worker.ready
+
+    pool.close()
+
+    assert worker.proc.returncode is not None and pool._worker is None
+
+
+@settings(max_examples=6, deadline=None)
+@given(count=st.integers(1, CHUNK * 3), data=st.data())
+def test_any_batch_on_two_cores_gives_what_one_process_gives_in_list_order(
+        tmp_path_factory, count, data):
+    broken = data.draw(st.sets(st.integers(0, count - 1), max_size=4))
+    folder = tmp_path_factory.mktemp("pool")
+    job = job_with(folder, count, broken)
+
+    alone, _ = render_pass(renderer_for(job), worker=False)
+    shared, _ = render_pass(renderer_for(job), worker=True)
+
+    assert shared == alone
+    assert [r.index for r, _, _ in shared] == list(range(count))
