@@ -23,16 +23,21 @@ import contextlib
 import logging
 import os
 import pickle
-import queue
+import select
 import signal
 import site
+import struct
 import subprocess
 import sys
-import threading
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient
@@ -46,6 +51,7 @@ log = logging.getLogger(__name__)
 CHUNK = 100  # recipients the worker renders per request: a round trip costs about 1 ms
 SLICE = 20  # recipients the parent renders between two looks at the worker
 START_AFTER = 1  # chunks of recipients seen before a worker is started
+IN_FLIGHT = 2  # chunks handed to the worker at a time: it never waits for the next
 HELD = 6 * CHUNK  # results kept back behind the worker's chunk before the parent waits for it
 Result = tuple[Recipient, "Rendered | str", bool]  # (recipient, message or failure, keep)
 Pending = list[tuple[Recipient, bool]]
@@ -76,7 +82,7 @@ class RenderPool:
         self._seen = 0
         self._waiting: Pending = []  # added, not yet rendered nor handed to the worker
         self._order: deque[_Part] = deque()  # rendered or at the worker, in list order
-        self._at_worker: _Part | None = None  # one request in flight at a time
+        self._at_worker: deque[_Part] = deque()  # handed to the worker, in that order
         self.by_worker = 0  # messages the worker rendered (for tests and debugging)
         self.stopped = False  # a Stop was returned: add() and finish() render nothing more
 
@@ -114,15 +120,17 @@ class RenderPool:
     # -- who renders what --------------------------------------------------------------------
 
     def _work(self, final: bool) -> None:
-        """Hand the worker its next chunk when it is free; render here what is not kept
-        for it; at the end, share what is left."""
+        """Keep the worker supplied (a chunk in hand for it, two at most with it); render
+        here what is beyond that; at the end, share what is left."""
         while True:
-            self._poll(wait=self._patient and self._worker is not None
-                       and not self._worker.ready)
+            worker = self._worker
+            if worker is not None and (self._at_worker or not worker.ready):
+                self._poll(wait=self._patient and not worker.ready)
             worker = self._worker
             ready = worker is not None and worker.ready
-            if ready and self._at_worker is None:
-                count = _for_worker(len(self._waiting), final)
+            if ready and len(self._at_worker) < IN_FLIGHT:
+                queued = sum(len(part.chunk) for part in self._at_worker)
+                count = _for_worker(len(self._waiting), queued, final)
                 if count:
                     self._submit(count)
                     continue
@@ -143,7 +151,7 @@ class RenderPool:
             if part.results is not None:
                 self._order.popleft()
                 results += part.results
-            elif self._worker is None:  # gone without a reply: render its chunk here
+            elif self._worker is None:  # gone without a reply: render its chunks here
                 self._give_up(None)
             elif wait or sum(len(p.results or ()) for p in self._order) >= HELD:
                 self._poll(wait=True)
@@ -156,7 +164,7 @@ class RenderPool:
         for i, (_, message, _) in enumerate(results):
             if isinstance(message, Stop):
                 self.stopped = True
-                self._waiting, self._order, self._at_worker = [], deque(), None
+                self._waiting, self._order, self._at_worker = [], deque(), deque()
                 self.close()
                 return results[:i + 1]
         return results
@@ -179,28 +187,24 @@ class RenderPool:
         assert self._worker is not None
         chunk, self._waiting = self._waiting[:count], self._waiting[count:]
         part = _Part(chunk)
+        self._order.append(part)
+        self._at_worker.append(part)
         try:
-            self._worker.submit([r for r, _ in chunk])
+            self._worker.send([r for r, _ in chunk])
         except Exception as err:  # the worker is an optimisation: never fail the run
             self._give_up(err)
-            part.results = self._render_here(chunk)
-        else:
-            self._at_worker = part
-        self._order.append(part)
 
     def _poll(self, wait: bool) -> None:
-        """Take what the worker has sent: that it is ready, or the results of its chunk."""
+        """Take one reply of the worker, if there is one (``wait``: wait for it): that it
+        is ready, or the results of its oldest chunk."""
         worker = self._worker
-        if worker is None:
+        if worker is None or not (wait or worker.replied()):
             return
         try:
-            reply = worker.replies.get(block=wait)
-        except queue.Empty:
+            fingerprint, messages = worker.reply()
+        except Exception as err:  # it died, or sent what cannot be read
+            self._give_up(err)
             return
-        if isinstance(reply, BaseException):  # it died, or sent what cannot be read
-            self._give_up(reply)
-            return
-        fingerprint, messages = reply
         if fingerprint != self.renderer.fingerprint:
             log.warning("a template or data file changed while the batch was being "
                         "rendered; rendering every message from the version read first")
@@ -209,18 +213,17 @@ class RenderPool:
         if messages is None:
             worker.ready = True
             return
-        part, self._at_worker = self._at_worker, None
-        assert part is not None
+        part = self._at_worker.popleft()
         self.by_worker += len(messages)
         part.results = [(r, m, keep) for (r, keep), m in zip(part.chunk, messages, strict=True)]
 
     def _give_up(self, err: BaseException | None) -> None:
-        """Render in this process from now on, the worker's chunk included."""
+        """Render in this process from now on, the chunks the worker had included."""
         if err is not None:
             log.debug("render worker failed (%s); rendering in one process", err)
         self.close()
-        part, self._at_worker = self._at_worker, None
-        if part is not None:
+        while self._at_worker:
+            part = self._at_worker.popleft()
             part.results = self._render_here(part.chunk)
 
     def _render_here(self, chunk: Pending) -> list[Result]:
@@ -228,12 +231,13 @@ class RenderPool:
         return [(r, m, keep) for (r, keep), m in zip(chunk, messages, strict=True)]
 
 
-def _for_worker(waiting: int, final: bool) -> int:
-    """How many of the waiting recipients to hand the free worker: a chunk; at the end, the
-    first half of what is left, if there is enough to share."""
+def _for_worker(waiting: int, queued: int, final: bool) -> int:
+    """How many of the waiting recipients to hand the worker, which has ``queued`` still to
+    render: a chunk; at the end, what leaves both about as much to do, if worth a request."""
     if not final:
         return CHUNK if waiting >= CHUNK else 0
-    return min(CHUNK, waiting // 2) if waiting >= 2 * SLICE else 0
+    share = min(CHUNK, (waiting - queued) // 2)
+    return share if share >= SLICE else 0
 
 
 def _second_core() -> bool:
@@ -273,8 +277,10 @@ def _render_all(renderer: Renderer, recipients: list[Recipient]) -> Iterator[Ren
 
 
 class _Worker:
-    """The worker process, its two pipes, and a thread that reads its replies (so that the
-    parent can look for them without waiting, and the worker never waits to write one)."""
+    """The worker process and its two pipes. Each message is a pickle after its length, so
+    the parent can see that a reply has arrived (select) and read exactly that reply, in
+    its own thread: no thread of its own competes with the render for the GIL (a reader
+    thread did, and each reply then took some 40 ms to cross)."""
 
     def __init__(self, setup: tuple[Job, object, str, str]) -> None:
         env = dict(os.environ)
@@ -284,32 +290,30 @@ class _Worker:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root),
                                                               env.get("PYTHONPATH")]))
         self.ready = False  # it has built its Renderer and said so
-        self.replies: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailbatch.message.renderpool"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-        self._reader = threading.Thread(target=self._read, name="mailbatch-render-replies",
-                                        daemon=True)
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._requests, self._replies = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        for fd in (self._requests, self._replies):
+            _widen(fd)
         try:
-            self._reader.start()
-            self.submit(setup)
+            self.send(setup)
         except BaseException:
             self.close()  # no process left behind
             raise
 
-    def submit(self, item: Any) -> None:
-        assert self.proc.stdin is not None
-        pickle.dump(item, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-        self.proc.stdin.flush()
+    def send(self, item: Any) -> None:
+        _write_frame(self._requests, item)
 
-    def _read(self) -> None:
-        stream = self.proc.stdout
-        assert stream is not None
-        try:
-            while True:
-                self.replies.put(pickle.load(stream))
-        except BaseException as err:  # EOF: it ended or died; or a reply that cannot be read
-            self.replies.put(err)
+    def replied(self) -> bool:
+        """Whether a reply is there to read (never waits)."""
+        if os.name != "posix":  # select() takes no pipes there: look only when waiting
+            return False
+        return bool(select.select([self._replies], [], [], 0)[0])
+
+    def reply(self) -> Any:
+        return _read_frame(self._replies)
 
     def close(self) -> None:
         """Stop it and reap it. Nothing it could still send is needed: the pool closes it
@@ -318,35 +322,63 @@ class _Worker:
         with contextlib.suppress(OSError):  # ended already
             self.proc.terminate()
         self.proc.wait()
-        if self._reader.is_alive() and self._reader is not threading.current_thread():
-            self._reader.join(timeout=5)  # its end of the pipe is closed: EOF
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
-                with contextlib.suppress(OSError):  # a worker that died: nothing to flush
+                with contextlib.suppress(OSError):
                     stream.close()
 
 
-def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
+_LENGTH = struct.Struct("<Q")
+_PIPE_BYTES = 1024 * 1024  # a reply (100 messages: about 600 KB) fits: nobody waits to write
+
+
+def _widen(fd: int) -> None:
+    """Grow the pipe's buffer where the system allows (Linux; up to its pipe-max-size)."""
+    setting = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    if setting is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, setting, _PIPE_BYTES)
+
+
+def _write_frame(fd: int, item: Any) -> None:
+    data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(_LENGTH.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_frame(fd: int) -> Any:
+    (length,) = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size))
+    return pickle.loads(_read_exactly(fd, length))
+
+
+def _read_exactly(fd: int, size: int) -> bytearray:
+    data = bytearray(size)
+    view, done = memoryview(data), 0
+    while done < size:
+        got = os.readv(fd, [view[done:]])
+        if not got:
+            raise EOFError("the other process ended")
+        done += got
+    return data
+
+
+def _serve(requests: int, replies: int) -> None:
     """The worker: a Renderer for the job, then one reply per chunk until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    job, now, salt, scratch = pickle.load(requests)
+    job, now, salt, scratch = _read_frame(requests)
     renderer = Renderer(job, now, message_id_salt=salt, scratch=scratch)
-
-    def reply(messages: list[Rendered | str] | None) -> None:
-        pickle.dump((renderer.fingerprint, messages), replies, protocol=pickle.HIGHEST_PROTOCOL)
-        replies.flush()
-
-    reply(None)  # ready
+    _write_frame(replies, (renderer.fingerprint, None))  # ready
     while True:
         try:
-            recipients = pickle.load(requests)
+            recipients = _read_frame(requests)
         except EOFError:
             return
         messages = list(_render_all(renderer, recipients))
         # The charts this process claimed, drawn before the parent sees its messages.
         renderer.settle(own_only=True)
-        reply(messages)
+        _write_frame(replies, (renderer.fingerprint, messages))
 
 
 if __name__ == "__main__":
-    _serve(sys.stdin.buffer, sys.stdout.buffer)
+    _serve(sys.stdin.fileno(), sys.stdout.fileno())

@@ -168,7 +168,7 @@ def test_a_worker_that_dies_with_a_chunk_in_hand_leaves_that_chunk_to_the_parent
     with RenderPool(renderer, worker=True) as pool:
         for recipient in iter_recipients(job):
             results += pool.add(recipient)
-            if killed is None and pool._at_worker is not None:
+            if killed is None and pool._at_worker:
                 killed = pool._worker
                 killed.proc.kill()
         results += pool.finish()
