@@ -207,7 +207,7 @@ class AttachmentCache:
             self._keep(key, cached)
             return cached
         try:
-            data = attachment.path.read_bytes()
+            data = _read(attachment.path)
         except OSError as err:
             raise AttachmentProblem(f"attachment {str(attachment.path)!r} cannot be read: "
                                     f"{err.strerror}") from None
@@ -235,6 +235,12 @@ class AttachmentCache:
         while self.total > self.max_bytes:
             _, dropped = self._parts.popitem(last=False)
             self.total -= _size(dropped)
+
+
+def _read(path: Path) -> bytes:
+    """The file's bytes, read without a buffered reader in between."""
+    with open(path, "rb", buffering=0) as file:
+        return file.readall()
 
 
 def _size(part: Part) -> int:
@@ -301,18 +307,25 @@ def base64_lines(data: bytes) -> bytes:
     them back with CRLF, all in C (a 40 KB file: 45 us, against 90 us for a list of slices
     and 120 us for ``base64.encodebytes``). Memory stays near twice the encoded size.
     """
+    if len(data) <= _B64_IN * _B64_BLOCK:  # most files: one block, joined once
+        return _lines(binascii.b2a_base64(data, newline=False))
     view = memoryview(data)
     out = bytearray()
     for start in range(0, len(data), _B64_IN * _B64_BLOCK):
-        encoded = binascii.b2a_base64(view[start:start + _B64_IN * _B64_BLOCK], newline=False)
-        lines: list[bytes] = []
-        whole = len(encoded) // (_B64_LINE * _B64_GROUP) * _B64_LINE * _B64_GROUP
-        for at in range(0, whole, _B64_LINE * _B64_GROUP):
-            lines += _B64_CUT.unpack_from(encoded, at)
-        lines += [encoded[at:at + _B64_LINE] for at in range(whole, len(encoded), _B64_LINE)]
-        lines.append(b"")
-        out += b"\r\n".join(lines)
+        out += _lines(binascii.b2a_base64(view[start:start + _B64_IN * _B64_BLOCK],
+                                          newline=False))
     return bytes(out)
+
+
+def _lines(encoded: bytes) -> bytes:
+    """``encoded`` cut into lines of 76, each ended by CRLF."""
+    lines: list[bytes] = []
+    whole = len(encoded) // (_B64_LINE * _B64_GROUP) * _B64_LINE * _B64_GROUP
+    for at in range(0, whole, _B64_LINE * _B64_GROUP):
+        lines += _B64_CUT.unpack_from(encoded, at)
+    lines += [encoded[at:at + _B64_LINE] for at in range(whole, len(encoded), _B64_LINE)]
+    lines.append(b"")
+    return b"\r\n".join(lines)
 
 
 _B64_IN, _B64_LINE = 57, 76  # bytes in, characters out (before CRLF)

@@ -161,7 +161,7 @@ def _encode_text(text: str) -> tuple[str, bytes]:
     else:
         data = text.encode("utf-8")
     data = data.replace(b"\n", b"\r\n")
-    qp = binascii.b2a_qp(data, istext=True)  # 76-column lines, CRLF kept, soft breaks CRLF
+    qp = _quoted_printable(data)  # 76-column lines, CRLF kept, soft breaks CRLF
     if b"=20\r\n" in qp or b"=09\r\n" in qp:
         qp = _QP_LONG_LINE.sub(b"\\1=\r\n\\2", qp)
     if b"\n." in qp:
@@ -171,6 +171,32 @@ def _encode_text(text: str) -> tuple[str, bytes]:
     if len(qp) > len(data) * 4 // 3 + len(data) // 28:  # base64 plus its line ends: shorter
         return "base64", base64_lines(data)
     return "quoted-printable", qp
+
+
+def _quoted_printable(data: bytes) -> bytes:
+    """``binascii.b2a_qp(data, istext=True)`` for text with CRLF line ends that ends in one,
+    a line at a time: quoted-printable encodes each line on its own, and the lines of a
+    report (its template's, a table's rows) recur from message to message, so each distinct
+    line is encoded once (a 4 KB HTML body: 10 us instead of 30)."""
+    lines = data.split(b"\r\n")
+    if lines.pop():  # no line end at the end: not the text this is for
+        return binascii.b2a_qp(data, istext=True)
+    if len(_QP_LINES) > _QP_KEPT:
+        _QP_LINES.clear()  # bounded; the lines the next messages share come back at once
+    get = _QP_LINES.get
+    out = []
+    for line in lines:
+        encoded = get(line)
+        if encoded is None:
+            encoded = binascii.b2a_qp(line + b"\r\n", istext=True)
+            if len(line) <= _QP_LINE:
+                _QP_LINES[line] = encoded
+        out.append(encoded)
+    return b"".join(out)
+
+
+_QP_LINES: dict[bytes, bytes] = {}  # a line (without its CRLF) -> its quoted-printable
+_QP_KEPT, _QP_LINE = 10_000, 200  # lines kept, and their length: 3 MB at most
 
 
 def _boundary(literal: list[bytes]) -> bytes:

@@ -6,7 +6,7 @@ process had rendered them. The worker is a new interpreter (``python -m
 mailbatch.message.renderpool``) talking pickle over its stdin and stdout: not a fork (the scheduler
 runs jobs on threads, and forking a threaded process is unsafe) and not multiprocessing's
 spawn (which runs the caller's main script again, a surprise for scripts that embed
-mailbatch). It starts as soon as a batch has more than one chunk of recipients, where a second
+mailbatch). It starts once a batch has more than two chunks of recipients, where a second
 core is free, and builds its own Renderer from the same job and clock; if that does not render
 from exactly the same templates and data (a file changed in between), or the worker dies, the
 parent renders the rest itself.
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 CHUNK = 100  # recipients the worker renders per request: a round trip costs about 1 ms
 SLICE = 20  # recipients the parent renders between two looks at the worker
-START_AFTER = 1  # chunks of recipients seen before a worker is started
+START_AFTER = 2  # chunks seen before a worker starts: a smaller batch is done before it is ready
 IN_FLIGHT = 2  # chunks handed to the worker at a time: it never waits for the next
 HELD = 6 * CHUNK  # results kept back behind the worker's chunk before the parent waits for it
 Result = tuple[Recipient, "Rendered | str", bool]  # (recipient, message or failure, keep)

@@ -7,6 +7,7 @@ headers, long lines, line breaks of every kind, attachments with awkward names).
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.policy
 import re
@@ -355,3 +356,18 @@ def test_any_subject_display_name_and_body_text_survive_the_round_trip(subject, 
                        headers=(("X-Note", subject),))
 
     check(message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+                | st.sampled_from([" ", "\t", "=", ".", "x" * 80, "é", "\r", "\n", "\r\n"]),
+                max_size=16))
+def test_quoted_printable_a_line_at_a_time_is_what_binascii_writes_for_the_whole_text(pieces):
+    from mailbatch.message.compose import _QP_LINES, _quoted_printable
+
+    text = "".join(pieces).replace("\r\n", "\n").replace("\r", "\n") + "\n"
+    data = text.encode("utf-8").replace(b"\n", b"\r\n")
+
+    assert _quoted_printable(data) == binascii.b2a_qp(data, istext=True)
+    assert _quoted_printable(data) == binascii.b2a_qp(data, istext=True)  # from the cache
+    assert all(len(line) <= 200 for line in _QP_LINES)
