@@ -6,8 +6,8 @@ process had rendered them. The worker is a new interpreter (``python -m
 mailbatch.message.renderpool``) talking pickle over its stdin and stdout: not a fork (the scheduler
 runs jobs on threads, and forking a threaded process is unsafe) and not multiprocessing's
 spawn (which runs the caller's main script again, a surprise for scripts that embed
-mailbatch). It starts once a batch has more than two chunks of recipients, where a second
-core is free, and builds its own Renderer from the same job and clock; if that does not render
+mailbatch). It starts once a batch has more than 200 recipients, where a second core is
+free, and builds its own Renderer from the same job and clock; if that does not render
 from exactly the same templates and data (a file changed in between), or the worker dies, the
 parent renders the rest itself.
 
@@ -44,15 +44,15 @@ from mailbatch.job.recipients import Recipient
 from mailbatch.message.proof import prove
 from mailbatch.message.render import Rendered, Renderer, RenderFailure
 
-__all__ = ["CHUNK", "START_AFTER", "RenderPool", "Result", "Stop"]
+__all__ = ["CHUNK", "START_AT", "RenderPool", "Result", "Stop"]
 
 log = logging.getLogger(__name__)
 
-CHUNK = 100  # recipients the worker renders per request: a round trip costs about 1 ms
-SLICE = 20  # recipients the parent renders between two looks at the worker
-START_AFTER = 2  # chunks seen before a worker starts: a smaller batch is done before it is ready
+CHUNK = 50  # recipients the worker renders per request (20 ms): a round trip costs 0.5 ms
+SLICE = 10  # recipients the parent renders between two looks at the worker
+START_AT = 200  # recipients seen before a worker starts: a smaller batch is done before it is ready
 IN_FLIGHT = 2  # chunks handed to the worker at a time: it never waits for the next
-HELD = 6 * CHUNK  # results kept back behind the worker's chunk before the parent waits for it
+HELD = 600  # results kept back behind the worker's chunk before the parent waits for it
 Result = tuple[Recipient, "Rendered | str", bool]  # (recipient, message or failure, keep)
 Pending = list[tuple[Recipient, bool]]
 
@@ -83,6 +83,7 @@ class RenderPool:
         self._waiting: Pending = []  # added, not yet rendered nor handed to the worker
         self._order: deque[_Part] = deque()  # rendered or at the worker, in list order
         self._at_worker: deque[_Part] = deque()  # handed to the worker, in that order
+        self._taken_back = 0  # chunks taken back from the worker at the end (for tests)
         self.by_worker = 0  # messages the worker rendered (for tests and debugging)
         self.stopped = False  # a Stop was returned: add() and finish() render nothing more
 
@@ -103,7 +104,7 @@ class RenderPool:
             return []
         self._waiting.append((recipient, keep))
         self._seen += 1
-        if self._usable and self._seen > START_AFTER * CHUNK:
+        if self._usable and self._seen > START_AT:
             self._start_worker()
         self._work(final=False)
         return self._release(wait=False)
@@ -153,6 +154,12 @@ class RenderPool:
                 results += part.results
             elif self._worker is None:  # gone without a reply: render its chunks here
                 self._give_up(None)
+            elif wait and len(self._at_worker) > 1 and not self._waiting:
+                # Nothing left to render here: take back the last chunk it was given (it
+                # has most likely not begun it), rather than wait for both.
+                part = self._at_worker.pop()
+                part.results = self._render_here(part.chunk)
+                self._taken_back += 1
             elif wait or sum(len(p.results or ()) for p in self._order) >= HELD:
                 self._poll(wait=True)
             else:
@@ -212,6 +219,8 @@ class RenderPool:
             return
         if messages is None:
             worker.ready = True
+            return
+        if not self._at_worker:  # the reply to a chunk taken back: rendered here already
             return
         part = self._at_worker.popleft()
         self.by_worker += len(messages)
