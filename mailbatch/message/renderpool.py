@@ -250,7 +250,9 @@ def _for_worker(waiting: int, queued: int, final: bool) -> int:
 
 
 def _second_core() -> bool:
-    if not sys.executable:  # an embedded interpreter: no python to start
+    """Whether a worker can help: a second core, an interpreter to start, and pipes that
+    select() can watch (not on Windows: there the pass renders in one process)."""
+    if not sys.executable or os.name != "posix":
         return False
     try:
         return len(os.sched_getaffinity(0)) > 1
@@ -286,10 +288,14 @@ def _render_all(renderer: Renderer, recipients: list[Recipient]) -> Iterator[Ren
 
 
 class _Worker:
-    """The worker process and its two pipes. Each message is a pickle after its length, so
-    the parent can see that a reply has arrived (select) and read exactly that reply, in
-    its own thread: no thread of its own competes with the render for the GIL (a reader
-    thread did, and each reply then took some 40 ms to cross)."""
+    """The worker process and its two pipes. Each message is a pickle after a header (a mark
+    and its length), so the parent can see that a reply has arrived (select) and read
+    exactly that reply, in its own thread: no thread competes with the render for the GIL
+    (a reader thread did, and each reply then took some 40 ms to cross).
+
+    The parent never waits to write while the worker waits to write (two chunks in flight,
+    and a request or a reply can be larger than a pipe holds): while its request does not
+    fit, it reads what the worker sends meanwhile and keeps it for ``reply``."""
 
     def __init__(self, setup: tuple[Job, object, str, str]) -> None:
         env = dict(os.environ)
@@ -299,6 +305,7 @@ class _Worker:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root),
                                                               env.get("PYTHONPATH")]))
         self.ready = False  # it has built its Renderer and said so
+        self._kept: deque[Any] = deque()  # replies read while a request was being written
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailbatch.message.renderpool"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
@@ -306,6 +313,7 @@ class _Worker:
         self._requests, self._replies = self.proc.stdin.fileno(), self.proc.stdout.fileno()
         for fd in (self._requests, self._replies):
             _widen(fd)
+        os.set_blocking(self._requests, False)
         try:
             self.send(setup)
         except BaseException:
@@ -313,16 +321,23 @@ class _Worker:
             raise
 
     def send(self, item: Any) -> None:
-        _write_frame(self._requests, item)
+        view = memoryview(_frame(item))
+        while view:
+            try:
+                view = view[os.write(self._requests, view):]
+                continue
+            except BlockingIOError:  # the pipe is full: the worker is busy, or writing
+                pass
+            readable, _, _ = select.select([self._replies], [self._requests], [])
+            if readable:
+                self._kept.append(_read_frame(self._replies))
 
     def replied(self) -> bool:
         """Whether a reply is there to read (never waits)."""
-        if os.name != "posix":  # select() takes no pipes there: look only when waiting
-            return False
-        return bool(select.select([self._replies], [], [], 0)[0])
+        return bool(self._kept or select.select([self._replies], [], [], 0)[0])
 
     def reply(self) -> Any:
-        return _read_frame(self._replies)
+        return self._kept.popleft() if self._kept else _read_frame(self._replies)
 
     def close(self) -> None:
         """Stop it and reap it. Nothing it could still send is needed: the pool closes it
@@ -337,8 +352,9 @@ class _Worker:
                     stream.close()
 
 
-_LENGTH = struct.Struct("<Q")
-_PIPE_BYTES = 1024 * 1024  # a reply (100 messages: about 600 KB) fits: nobody waits to write
+_HEADER = struct.Struct("<4sQ")
+_MARK = b"mbw1"  # a header that does not start so is not one: the worker is given up
+_PIPE_BYTES = 1024 * 1024  # a reply (50 messages: about 300 KB) fits: nobody waits to write
 
 
 def _widen(fd: int) -> None:
@@ -349,15 +365,21 @@ def _widen(fd: int) -> None:
             fcntl.fcntl(fd, setting, _PIPE_BYTES)
 
 
-def _write_frame(fd: int, item: Any) -> None:
+def _frame(item: Any) -> bytes:
     data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_LENGTH.pack(len(data)) + data)
+    return _HEADER.pack(_MARK, len(data)) + data
+
+
+def _write_frame(fd: int, item: Any) -> None:
+    view = memoryview(_frame(item))
     while view:
         view = view[os.write(fd, view):]
 
 
 def _read_frame(fd: int) -> Any:
-    (length,) = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size))
+    mark, length = _HEADER.unpack(_read_exactly(fd, _HEADER.size))
+    if mark != _MARK:
+        raise ValueError("the other process wrote something else than a message")
     return pickle.loads(_read_exactly(fd, length))
 
 

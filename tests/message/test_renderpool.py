@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,30 @@ def test_at_the_end_the_parent_takes_back_the_chunk_the_worker_has_not_begun(
     assert shared == alone
     assert by_worker == CHUNK and worker.answered == 2  # ready, then its first chunk only
     assert len(worker.queue) == 1  # the second chunk was rendered by the parent instead
+
+
+def test_requests_and_replies_larger_than_a_pipe_holds_cross_without_either_side_stuck(
+        tmp_path):
+    """Recipients with 60 KB of data each: a chunk's request and its reply are megabytes,
+    more than a pipe holds, while the worker has two chunks to do."""
+    count = START_AT + CHUNK * 3
+    rows = ["email,name,region,notes"] + [
+        f"p{i}@example.org,Person {i},r{i % 5},{'n' * 60_000}" for i in range(count)]
+    job = load_job(write_job(tmp_path, """\
+        from: reports@example.org
+        subject: "Notes for {{ name }}"
+        text_template: body.txt
+        recipients: people.csv
+        smtp: {host: 127.0.0.1}
+        """, {"people.csv": "\n".join(rows) + "\n", "body.txt": "{{ notes }}\n"}))
+    done: list[tuple[list[Result], int]] = []
+    thread = threading.Thread(target=lambda: done.append(
+        render_pass(Renderer(job, NOW), worker=True)), daemon=True)
+
+    thread.start()
+    thread.join(timeout=120)
+
+    assert done, "the render pass did not finish"
+    results, by_worker = done[0]
+    assert by_worker >= CHUNK and [r.index for r, _, _ in results] == list(range(count))
+    assert all(m.text == "n" * 60_000 + "\n" for _, m, _ in results)
