@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import binascii
 import os
+import random
 import re
 import time
 from email.utils import formatdate
@@ -201,11 +202,15 @@ _QP_KEPT, _QP_LINE = 10_000, 200  # lines kept, and their length: 3 MB at most
 
 def _boundary(literal: list[bytes]) -> bytes:
     """A random boundary. Quoted-printable and base64 cannot contain ``=_``, so only the
-    parts written literally need checking."""
+    parts written literally need checking (so the boundary need not be unpredictable: it
+    comes from a generator seeded once, not from a system call each time)."""
     while True:
-        boundary = b"=_" + os.urandom(12).hex().encode("ascii")
+        boundary = b"=_%024x" % _RANDOM.getrandbits(96)
         if not any(boundary in data for data in literal):
             return boundary
+
+
+_RANDOM = random.Random(os.urandom(16))
 
 
 _date: list[Any] = [None, b""]

@@ -315,8 +315,8 @@ def test_encoded_words_split_between_characters_never_inside_one():
 
 def test_a_boundary_found_in_a_literal_body_is_replaced_by_another(monkeypatch):
     """The only way to make a random boundary collide is to fix the random bytes."""
-    draws = iter([b"\x11" * 12, b"\x11" * 12, b"\x22" * 12])
-    monkeypatch.setattr(mailbatch.message.compose.os, "urandom", lambda n: next(draws))
+    draws = iter([int("11" * 12, 16), int("11" * 12, 16), int("22" * 12, 16)])
+    monkeypatch.setattr(mailbatch.message.compose._RANDOM, "getrandbits", lambda n: next(draws))
     taken = "--=_" + "11" * 12
 
     data = check(rendered(text=f"quoting a boundary:\n{taken}\n", html="<p>x</p>\n"))
