@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -99,18 +99,29 @@ def exit_code_for(report: Report) -> int:
 def write_report(report: Report, entries: Callable[[], Iterable[Entry]]) -> None:
     """Write ``report.json_path`` and ``report.csv_path`` atomically.
 
-    ``entries()`` is called once per file and streams the journal's rows, so the report of a
+    ``entries()`` streams the journal's rows, read once for both files, so the report of a
     100,000-recipient batch never sits in memory.
     """
-    if report.json_path:
-        with atomic_file(report.json_path, durable=False) as file:
-            _write_json(file, report, entries())
-    if report.csv_path:
-        with atomic_file(report.csv_path, newline="", durable=False) as file:
-            writer = csv.writer(file)
+    with ExitStack() as files:
+        json_file = files.enter_context(atomic_file(report.json_path, durable=False)) \
+            if report.json_path else None
+        csv_file = files.enter_context(atomic_file(report.csv_path, newline="",
+                                                   durable=False)) \
+            if report.csv_path else None
+        writer = csv.writer(csv_file) if csv_file is not None else None
+        if json_file is not None:
+            head = json.dumps(report.metadata(), indent=2, ensure_ascii=False)
+            json_file.write(head[:-2] + ',\n  "recipients": [')  # reopen it to stream the rows
+        if writer is not None:
             writer.writerow(CSV_COLUMNS)
-            for entry in entries():
+        for i, entry in enumerate(entries() if json_file or writer else ()):
+            if json_file is not None:
+                json_file.write(",\n    " if i else "\n    ")
+                json_file.write(json.dumps(recipient_record(entry), ensure_ascii=False))
+            if writer is not None:
                 writer.writerow(_row(entry))
+        if json_file is not None:
+            json_file.write("\n  ]\n}\n")
 
 
 def check_writable(report: Report) -> None:
@@ -148,15 +159,6 @@ def sent_in_report(path: Path) -> int:
         return int(counts.get("sent") or 0)
     except (OSError, ValueError, TypeError, AttributeError):
         return 0
-
-
-def _write_json(file: IO[str], report: Report, entries: Iterable[Entry]) -> None:
-    head = json.dumps(report.metadata(), indent=2, ensure_ascii=False)
-    file.write(head[:-2] + ',\n  "recipients": [')  # reopen the object to stream the rows
-    for i, entry in enumerate(entries):
-        file.write(",\n    " if i else "\n    ")
-        file.write(json.dumps(recipient_record(entry), ensure_ascii=False))
-    file.write("\n  ]\n}\n")
 
 
 def recipient_record(entry: Entry) -> dict[str, Any]:

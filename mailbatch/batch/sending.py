@@ -98,10 +98,15 @@ def composed(plan: SendPlan, only: Collection[str] | None = None) -> Iterator[Co
         if plan.limit and done > plan.limit:
             return
         key = recipient.key
-        if (only is not None and key not in only) or journal.status(batch, key) not in TO_SEND:
+        if only is not None and key not in only:
+            continue
+        # A spooled message was registered to send by this run's render pass, so only the
+        # others are looked up (the mark before its end checks the state all the same).
+        spooled = spool.take(recipient) if spool is not None else None
+        if spooled is None and journal.status(batch, key) not in TO_SEND:
             continue
         try:
-            rendered = spool.take(recipient) if spool is not None else None
+            rendered = spooled
             if rendered is None:
                 rendered = plan.renderer.render(recipient)
                 if plan.adjust is not None:  # a spooled message was adjusted when spooled

@@ -14,7 +14,7 @@ import marshal
 import struct
 import tempfile
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mailbatch.errors import StateError
 from mailbatch.job.addresses import Address
@@ -26,10 +26,11 @@ from mailbatch.message.render import Rendered
 __all__ = ["Spool"]
 
 _LENGTH = struct.Struct("<I")
-_Record = tuple  # (index, key, sender, to, cc, bcc, reply_to, subject, headers, text, html,
-#                   ((path, filename, content_type, size), ...), message_id, widened,
-#                   ((path, filename, content_type, size, cid), ...) of the inline images),
-#                   each address a plain (name, address) tuple
+_Record = tuple[Any, ...]
+# (index, key, sender, to, cc, bcc, reply_to, subject, headers, text, html,
+#  ((path, filename, content_type, size), ...), message_id, widened,
+#  ((path, filename, content_type, size, cid), ...) of the inline images),
+#  each address a plain (name, address) tuple
 # Generated files (charts, CSV, zip) are in the renderer's scratch folder: a record holds
 # their paths, like any attachment's, never their contents.
 

@@ -12,9 +12,11 @@ import glob
 import mimetypes
 import os
 import re
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import NamedTuple
 
 __all__ = ["Attachment", "AttachmentCache", "AttachmentProblem", "Part", "base64_lines",
@@ -51,38 +53,46 @@ def content_type_for(path: Path, explicit: str | None = None) -> str:
     return guessed
 
 
-def find(pattern: str, root: Path, content_type: str | None = None) -> list[Attachment]:
+def find(pattern: str, root: Path, content_type: str | None = None, *,
+         real_root: Path | None = None) -> list[Attachment]:
     """Files matching ``pattern`` under ``root``, sorted; refuses any that resolve outside it.
 
     The check runs after templating, so a recipient field like ``../../etc`` cannot reach
-    files outside the root, and symlinks are judged by where they point.
+    files outside the root, and symlinks are judged by where they point. ``real_root``:
+    ``root`` resolved already (a renderer resolves it once, not once per recipient).
     """
-    real_root = root.resolve()
+    real_root = real_root or root.resolve()
+    inside = str(real_root).rstrip(os.sep) + os.sep
     full = pattern if os.path.isabs(pattern) else str(root / pattern)
+    if glob.has_magic(full):
+        names = sorted(set(_glob(full)))
+    else:  # one file or none: what glob would find, without listing a folder
+        names = [full] if os.path.lexists(full) else []
     found = []
-    seen: set[Path] = set()
-    for name in sorted(set(_glob(full))):
-        path = Path(name)
-        real = path.resolve()
-        if not real.is_relative_to(real_root):
+    seen: set[str] = set()
+    for name in names:
+        real = os.path.realpath(name)
+        if not (real + os.sep).startswith(inside):
             raise AttachmentProblem(f"attachment {_shown(name)} is outside the attachments "
                                     f"root {real_root}; set attachments_root if that is "
                                     "intended")
-        if not real.is_file() or real in seen:  # each file once, under its first name
+        try:
+            stat = os.stat(real)
+        except (OSError, ValueError):
+            continue
+        if not S_ISREG(stat.st_mode) or real in seen:  # each file once, under its first name
             continue
         seen.add(real)
         if not _is_unicode(name):
             raise AttachmentProblem(f"attachment {_shown(name)} has a name that is not valid "
                                     "UTF-8; rename the file")
-        try:
-            size = real.stat().st_size
-            if not os.access(real, os.R_OK):
-                raise PermissionError
-        except OSError:
+        if not os.access(real, os.R_OK):
             raise AttachmentProblem(f"attachment {_shown(name)} cannot be read; check its "
-                                    "permissions") from None
+                                    "permissions")
+        path = Path(name)
         found.append(Attachment(path=path, filename=path.name,
-                                content_type=content_type_for(path, content_type), size=size))
+                                content_type=content_type_for(path, content_type),
+                                size=stat.st_size))
     return found
 
 
@@ -154,17 +164,25 @@ class Part(NamedTuple):
         return self.head.endswith(_LITERAL)
 
 
+_Key = tuple[str, int, int, str, str]  # path, size, mtime, name, type: a changed file is new
+
+
 class AttachmentCache:
     """Encoded MIME parts keyed by file identity, bounded in bytes (LRU).
 
-    A file shared by the whole batch is read and base64-encoded once; per-recipient files
-    cycle through without growing memory.
+    A file shared by the whole batch is read and base64-encoded once. A part is kept only
+    once it is asked for again: until then it waits among the few parts encoded last, which
+    a recipient's own file (most likely never asked for again) soon leaves. Keeping those
+    would push out the shared ones and hold memory for nothing, and taking fresh memory for
+    each cost more than the encoding saved (70 us of a 220 us report with its own 40 KB PDF).
     """
 
     def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
         self.total = 0
-        self._parts: OrderedDict[tuple, Part] = OrderedDict()
+        self._parts: OrderedDict[_Key, Part] = OrderedDict()
+        self._recent: OrderedDict[_Key, Part] = OrderedDict()  # encoded once, not kept yet
+        self._recent_total = 0
 
     def part(self, attachment: Attachment) -> bytes:
         """The attachment as a complete MIME part (headers + body), CRLF line endings."""
@@ -186,8 +204,13 @@ class AttachmentCache:
         if cached is not None:
             self._parts.move_to_end(key)
             return cached
+        cached = self._recent.pop(key, None)
+        if cached is not None:  # asked for again: a shared file, kept from now on
+            self._recent_total -= _size(cached)
+            self._keep(key, cached)
+            return cached
         try:
-            data = attachment.path.read_bytes()
+            data = _read(attachment.path, stat.st_size)
         except OSError as err:
             raise AttachmentProblem(f"attachment {str(attachment.path)!r} cannot be read: "
                                     f"{err.strerror}") from None
@@ -197,14 +220,47 @@ class AttachmentCache:
             raise AttachmentProblem(f"attachment {str(attachment.path)!r}: its file name is "
                                     "not valid UTF-8; rename the file") from None
         del data
-        size = len(encoded.head) + len(encoded.body)
-        if size <= self.max_bytes:
-            self._parts[key] = encoded
-            self.total += size
-            while self.total > self.max_bytes:
-                _, (head, body) = self._parts.popitem(last=False)
-                self.total -= len(head) + len(body)
+        if _size(encoded) > self.max_bytes:
+            return encoded  # never kept: not held here either
+        self._recent[key] = encoded
+        self._recent_total += _size(encoded)
+        while len(self._recent) > _RECENT or (
+                self._recent_total > _RECENT_BYTES and len(self._recent) > 1):
+            _, dropped = self._recent.popitem(last=False)
+            self._recent_total -= _size(dropped)
         return encoded
+
+    def _keep(self, key: _Key, part: Part) -> None:
+        if _size(part) > self.max_bytes:
+            return
+        self._parts[key] = part
+        self.total += _size(part)
+        while self.total > self.max_bytes:
+            _, dropped = self._parts.popitem(last=False)
+            self.total -= _size(dropped)
+
+
+def _read(path: Path, size: int) -> bytes:
+    """The file's bytes, expected to be ``size`` long: most often one system call to read
+    them (a buffered reader takes five, and this runs once per message)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        chunks = [os.read(fd, size + 1)]
+        while len(chunks[-1]) >= min(size + 1, _READ):  # grown meanwhile, or a huge file
+            chunks.append(os.read(fd, _READ))
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_READ = 1 << 30  # at most this much per read (Linux reads at most about 2 GiB at once)
+
+
+def _size(part: Part) -> int:
+    return len(part.head) + len(part.body)
+
+
+_RECENT, _RECENT_BYTES = 8, 4 * 1024 * 1024  # parts waiting to be asked for again
 
 
 def _encode(attachment: Attachment, data: bytes) -> Part:
@@ -260,30 +316,35 @@ def _part_head(filename: str, content_type: str, encoding: str) -> bytes:
 def base64_lines(data: bytes) -> bytes:
     """Base64 in 76-character CRLF-terminated lines (57 input bytes each), as MIME requires.
 
-    Encoded a block of lines at a time, each laid out in lines by strided copies, all in C.
-    (``base64.encodebytes`` loops over the lines in Python and joins a list of them: slower,
-    and for a 20 MB file over 100 MB at its peak; this stays near twice the encoded size.)
+    Encoded a block at a time; ``struct`` cuts each block into its lines and one join puts
+    them back with CRLF, all in C (a 40 KB file: 45 us, against 90 us for a list of slices
+    and 120 us for ``base64.encodebytes``). Memory stays near twice the encoded size.
     """
-    whole, tail = divmod(len(data), _B64_IN)
-    last = binascii.b2a_base64(data[whole * _B64_IN:], newline=False) + b"\r\n" if tail else b""
-    out = bytearray(whole * _B64_OUT + len(last))
-    for start in range(0, whole * _B64_IN, _B64_IN * _B64_BLOCK):
-        encoded = binascii.b2a_base64(data[start:min(start + _B64_IN * _B64_BLOCK,
-                                                     whole * _B64_IN)], newline=False)
-        lines = len(encoded) // _B64_LINE
-        block = bytearray(lines * _B64_OUT)
-        for column in range(_B64_LINE):
-            block[column::_B64_OUT] = encoded[column::_B64_LINE]
-        block[_B64_LINE::_B64_OUT] = b"\r" * lines
-        block[_B64_LINE + 1::_B64_OUT] = b"\n" * lines
-        at = start // _B64_IN * _B64_OUT
-        out[at:at + len(block)] = block
-    out[whole * _B64_OUT:] = last
+    if len(data) <= _B64_IN * _B64_BLOCK:  # most files: one block, joined once
+        return _lines(binascii.b2a_base64(data, newline=False))
+    view = memoryview(data)
+    out = bytearray()
+    for start in range(0, len(data), _B64_IN * _B64_BLOCK):
+        out += _lines(binascii.b2a_base64(view[start:start + _B64_IN * _B64_BLOCK],
+                                          newline=False))
     return bytes(out)
 
 
-_B64_IN, _B64_LINE, _B64_OUT = 57, 76, 78  # bytes in, characters out, with CRLF
+def _lines(encoded: bytes) -> bytes:
+    """``encoded`` cut into lines of 76, each ended by CRLF."""
+    lines: list[bytes] = []
+    whole = len(encoded) // (_B64_LINE * _B64_GROUP) * _B64_LINE * _B64_GROUP
+    for at in range(0, whole, _B64_LINE * _B64_GROUP):
+        lines += _B64_CUT.unpack_from(encoded, at)
+    lines += [encoded[at:at + _B64_LINE] for at in range(whole, len(encoded), _B64_LINE)]
+    lines.append(b"")
+    return b"\r\n".join(lines)
+
+
+_B64_IN, _B64_LINE = 57, 76  # bytes in, characters out (before CRLF)
 _B64_BLOCK = 1024  # lines encoded at a time: 57 KB in, small enough to stay in cache
+_B64_GROUP = 64  # lines one unpack cuts
+_B64_CUT = struct.Struct(f"{_B64_LINE}s" * _B64_GROUP)
 
 
 # RFC 2231 / RFC 5987 attr-char: what an extended parameter value may show unencoded.

@@ -32,9 +32,10 @@ from mailbatch.message.inline import (
     safe_filename,
 )
 
-__all__ = ["Content"]
+__all__ = ["Content", "Generator"]
 
 Compile = Callable[[jinja2.Environment, TemplateSource], jinja2.Template]
+Generator = Callable[[Mapping[str, Any]], Attachment]  # context -> a generated file
 
 
 class Content:
@@ -125,8 +126,7 @@ class Content:
         one cannot be); see Drawer.settle."""
         self.drawer.settle(own_only)
 
-    def generator(self, index: int, spec: GeneratedSpec) -> Callable[[Mapping[str, Any]],
-                                                                      Attachment]:
+    def generator(self, index: int, spec: GeneratedSpec) -> Generator:
         """The attachment entry ``spec`` compiled: context -> the recipient's CSV file."""
         where = f"attachments[{index}]"
         try:

@@ -16,7 +16,6 @@ import os
 import shutil
 import tempfile
 import weakref
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,6 +112,8 @@ def zip_attachments(scratch: Scratch, attachments: Iterable[Attachment],
     name = "zip-" + hashlib.sha256(repr(identity).encode()).hexdigest()[:32] + ".zip"
     path = scratch.find(name)
     if path is None:
+        import zipfile  # only for jobs that zip their attachments: 1 ms of every start-up
+
         used: set[str] = set()
         try:
             with tempfile.NamedTemporaryFile(dir=scratch.path, prefix=".part-",

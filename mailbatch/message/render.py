@@ -9,9 +9,9 @@ import datetime as dt
 import functools
 import glob
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 import jinja2.meta
@@ -21,7 +21,7 @@ from mailbatch.errors import JobError, MailbatchError
 from mailbatch.job.addresses import Address, AddressError, ascii_address, is_valid_address
 from mailbatch.job.datafiles import load_data
 from mailbatch.job.fields import path_problem
-from mailbatch.job.model import LINE_BREAKS, GeneratedSpec, Job, TemplateSource
+from mailbatch.job.model import LINE_BREAKS, AttachmentSpec, GeneratedSpec, Job, TemplateSource
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.addressing import (
     AddressFields,
@@ -31,7 +31,7 @@ from mailbatch.message.addressing import (
     mailbox,
 )
 from mailbatch.message.attachments import Attachment, AttachmentProblem, find
-from mailbatch.message.bodies import Content
+from mailbatch.message.bodies import Content, Generator
 from mailbatch.message.generated import Scratch
 from mailbatch.message.inline import InlineImage, collecting
 from mailbatch.message.sandbox import BoundedEnvironment, Budget, BudgetExceeded
@@ -120,10 +120,10 @@ class _ReadOnce(jinja2.FileSystemLoader):
 
     def __init__(self, searchpath: list[str]) -> None:
         super().__init__(searchpath)
-        self.read: dict[str, tuple[str, str | None]] = {}
+        self.read: dict[str, tuple[str, str]] = {}
 
     def get_source(self, environment: jinja2.Environment,
-                   template: str) -> tuple[str, str | None, Any]:
+                   template: str) -> tuple[str, str, Callable[[], bool]]:
         if template not in self.read:
             source, filename, _ = super().get_source(environment, template)
             self.read[template] = (source, filename)
@@ -163,6 +163,7 @@ class Renderer:
         self._domain = job.sender_domain  # parsed once, not per message
         self._sender = job.mailbox
         self.attachments_root = job.attachments_root or job.folder
+        self._real_root = self.attachments_root.resolve()  # once, not once per recipient
         # Generated files (charts, CSV, zip) go to a scratch folder; a render worker is given
         # its parent's, see renderpool.py.
         self.scratch = Scratch(scratch)
@@ -183,11 +184,14 @@ class Renderer:
         self._text = self._compile(env, job.text) if job.text else None
         self._html = self._compile(self.html_env, job.html) if job.html else None
         self._markdown = self._compile(self.markdown_env, job.markdown) if job.markdown else None
-        self._patterns = [(spec, self._content.generator(i, spec)
-                           if isinstance(spec, GeneratedSpec) else
-                           self._compile(self.glob_env, TemplateSource(
-                               f"attachments[{i}]", text=spec.pattern)))
-                          for i, spec in enumerate(job.attachments)]
+        self._patterns: list[tuple[AttachmentSpec | GeneratedSpec,
+                                   jinja2.Template | Generator]] = [
+            (spec, self._content.generator(i, spec) if isinstance(spec, GeneratedSpec) else
+             self._compile(self.glob_env, TemplateSource(f"attachments[{i}]", text=spec.pattern)))
+            for i, spec in enumerate(job.attachments)]
+        # The files each pattern found last: a pattern that renders the same for every
+        # recipient (a shared logo) is looked up once, not once per message.
+        self._found: list[tuple[str, list[Attachment]] | None] = [None] * len(self._patterns)
         # Two renderers of one job agree only if they read the same templates and data (a
         # render worker checks this against the parent's, see renderpool.py).
         self._sources.update(b"\0" + repr(self.context).encode())
@@ -305,13 +309,19 @@ class Renderer:
                 source = self._markdown.render(context) if self._markdown else None
             text, html, inline = self._content.finish(text, html, source, images)
             attachments = []
-            for i, (spec, template) in enumerate(self._patterns):
+            for i, (spec, compiled) in enumerate(self._patterns):
                 current = f"attachments[{i}]"
                 if isinstance(spec, GeneratedSpec):
-                    attachments.append(template(context))
+                    attachments.append(cast(Generator, compiled)(context))
                     continue
-                pattern = template.render(context)
-                found = find(pattern, self.attachments_root, spec.content_type)
+                pattern = cast(jinja2.Template, compiled).render(context)
+                last = self._found[i]
+                if last is not None and last[0] == pattern:
+                    found = last[1]
+                else:
+                    found = find(pattern, self.attachments_root, spec.content_type,
+                                 real_root=self._real_root)
+                    self._found[i] = (pattern, found)
                 if not found and not spec.optional:
                     raise AttachmentProblem(f"attachment pattern {pattern!r} matches no file "
                                             f"under {self.attachments_root}; add the file or "

@@ -1,4 +1,4 @@
-"""The render pass on two cores: a worker process renders every other chunk of recipients.
+"""The render pass on two cores: a worker process renders part of the recipients.
 
 Every message is rendered before the first is sent, and Jinja is the largest cost of that
 pass; the mail server is idle meanwhile. Results come back in list order, exactly as if one
@@ -6,10 +6,15 @@ process had rendered them. The worker is a new interpreter (``python -m
 mailbatch.message.renderpool``) talking pickle over its stdin and stdout: not a fork (the scheduler
 runs jobs on threads, and forking a threaded process is unsafe) and not multiprocessing's
 spawn (which runs the caller's main script again, a surprise for scripts that embed
-mailbatch). It starts only for batches of several chunks and only where a second core is
-free, and builds its own Renderer from the same job and clock; if that does not render from
-exactly the same templates and data (a file changed in between), or the worker dies, the
+mailbatch). It starts once a batch has more than 200 recipients, where a second core is
+free, and builds its own Renderer from the same job and clock; if that does not render
+from exactly the same templates and data (a file changed in between), or the worker dies, the
 parent renders the rest itself.
+
+Neither process waits for the other while there is work: the parent renders a few recipients
+at a time and, whenever the worker is free, hands it the next chunk of those not yet rendered
+(keeping one chunk's worth in hand for it). So the parent renders alone until the worker has
+started (about 0.15 s), then both render; at the end what is left is shared between them.
 """
 
 from __future__ import annotations
@@ -18,39 +23,67 @@ import contextlib
 import logging
 import os
 import pickle
+import select
 import signal
 import site
+import struct
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.proof import prove
 from mailbatch.message.render import Rendered, Renderer, RenderFailure
 
-__all__ = ["CHUNK", "RenderPool", "Result", "Stop"]
+__all__ = ["CHUNK", "START_AT", "RenderPool", "Result", "Stop"]
 
 log = logging.getLogger(__name__)
 
-CHUNK = 200  # recipients per chunk: large enough to amortise a round trip to the worker
-START_AFTER = 3  # chunks rendered here before a worker is worth its start-up (~0.3 s)
+CHUNK = 50  # recipients the worker renders per request (20 ms): a round trip costs 0.5 ms
+SLICE = 10  # recipients the parent renders between two looks at the worker
+START_AT = 200  # recipients seen before a worker starts: a smaller batch is done before it is ready
+IN_FLIGHT = 2  # chunks handed to the worker at a time: it never waits for the next
+HELD = 600  # results kept back behind the worker's chunk before the parent waits for it
 Result = tuple[Recipient, "Rendered | str", bool]  # (recipient, message or failure, keep)
+Pending = list[tuple[Recipient, bool]]
+
+
+class _Part:
+    """Consecutive recipients and, once rendered (here or by the worker), their results."""
+
+    __slots__ = ("chunk", "results")
+
+    def __init__(self, chunk: Pending, results: list[Result] | None = None) -> None:
+        self.chunk = chunk
+        self.results = results  # None: at the worker
 
 
 class RenderPool:
     """``add`` recipients in list order; each call returns the results finished so far, in
-    that order; ``finish`` returns the rest. ``keep`` travels with each recipient unchanged."""
+    that order; ``finish`` returns the rest. ``keep`` travels with each recipient unchanged.
+
+    ``worker``: None decides by the batch and the machine; True always uses one (and waits
+    for it to start before rendering: for tests), False never."""
 
     def __init__(self, renderer: Renderer, *, worker: bool | None = None) -> None:
         self.renderer = renderer
-        self._chunk: list[tuple[Recipient, bool]] = []
-        self._chunks = 0
         self._usable = _second_core() if worker is None else worker
+        self._patient = worker is True
         self._worker: _Worker | None = None
-        self._pending: list[tuple[Recipient, bool]] | None = None  # at the worker now
+        self._seen = 0
+        self._waiting: Pending = []  # added, not yet rendered nor handed to the worker
+        self._order: deque[_Part] = deque()  # rendered or at the worker, in list order
+        self._at_worker: deque[_Part] = deque()  # handed to the worker, in that order
+        self._taken_back = 0  # chunks taken back from the worker at the end (for tests)
         self.by_worker = 0  # messages the worker rendered (for tests and debugging)
         self.stopped = False  # a Stop was returned: add() and finish() render nothing more
 
@@ -69,85 +102,157 @@ class RenderPool:
     def add(self, recipient: Recipient, keep: bool = True) -> list[Result]:
         if self.stopped:
             return []
-        self._chunk.append((recipient, keep))
-        return self._until_stop(self._flush()) if len(self._chunk) >= CHUNK else []
+        self._waiting.append((recipient, keep))
+        self._seen += 1
+        if self._usable and self._seen > START_AT:
+            self._start_worker()
+        self._work(final=False)
+        return self._release(wait=False)
 
     def finish(self) -> list[Result]:
         if self.stopped:
             return []
-        results = self._flush() if self._chunk else []
-        if self._pending is not None:
-            results = self._collect() + results
-        results = self._until_stop(results)
+        self._work(final=True)
+        results = self._release(wait=True)
         if not self.stopped:  # a stopped pass fails anyway: no chart is waited for
             self.renderer.settle()  # every chart drawn before the pass is over
         return results
+
+    # -- who renders what --------------------------------------------------------------------
+
+    def _work(self, final: bool) -> None:
+        """Keep the worker supplied (a chunk in hand for it, two at most with it); render
+        here what is beyond that; at the end, share what is left."""
+        while True:
+            worker = self._worker
+            if worker is not None and (self._at_worker or not worker.ready):
+                self._poll(wait=self._patient and not worker.ready)
+            worker = self._worker
+            ready = worker is not None and worker.ready
+            if ready and len(self._at_worker) < IN_FLIGHT:
+                queued = sum(len(part.chunk) for part in self._at_worker)
+                count = _for_worker(len(self._waiting), queued, final)
+                if count:
+                    self._submit(count)
+                    continue
+            keep_back = CHUNK if ready and not final else 0
+            if len(self._waiting) >= keep_back + SLICE or (final and self._waiting):
+                chunk, self._waiting = self._waiting[:SLICE], self._waiting[SLICE:]
+                self._order.append(_Part(chunk, self._render_here(chunk)))
+                continue
+            return
+
+    def _release(self, wait: bool) -> list[Result]:
+        """The results finished so far in list order (all of them with ``wait``): the
+        worker's chunk is waited for at the end, or when too many results are held back
+        behind it (memory stays bounded)."""
+        results: list[Result] = []
+        while self._order:
+            part = self._order[0]
+            if part.results is not None:
+                self._order.popleft()
+                results += part.results
+            elif self._worker is None:  # gone without a reply: render its chunks here
+                self._give_up(None)
+            elif wait and len(self._at_worker) > 1 and not self._waiting:
+                # Nothing left to render here: take back the last chunk it was given (it
+                # has most likely not begun it), rather than wait for both.
+                part = self._at_worker.pop()
+                part.results = self._render_here(part.chunk)
+                self._taken_back += 1
+            elif wait or sum(len(p.results or ()) for p in self._order) >= HELD:
+                self._poll(wait=True)
+            else:
+                break
+        return self._until_stop(results)
 
     def _until_stop(self, results: list[Result]) -> list[Result]:
         """The results up to the first Stop (included); after one, the pass renders no more."""
         for i, (_, message, _) in enumerate(results):
             if isinstance(message, Stop):
                 self.stopped = True
-                self._chunk = []
+                self._waiting, self._order, self._at_worker = [], deque(), deque()
                 self.close()
                 return results[:i + 1]
         return results
 
-    def _flush(self) -> list[Result]:
-        chunk, self._chunk = self._chunk, []
-        self._chunks += 1
-        if self._pending is None and self._start_worker():
-            assert self._worker is not None
-            try:
-                self._worker.submit([r for r, _ in chunk])
-                self._pending = chunk
-                return []
-            except Exception as err:  # the worker is an optimisation: never fail the run
-                self._give_up(err)
-        local = self._render_here(chunk)  # meanwhile the worker renders the chunk before
-        return (self._collect() if self._pending is not None else []) + local
+    # -- the worker ----------------------------------------------------------------------------
 
-    def _start_worker(self) -> bool:
-        if self._worker is None and self._usable and self._chunks > START_AFTER:
-            self._usable = False  # one attempt per pass
-            r = self.renderer
-            try:
-                # The worker writes generated files (charts, CSV) to this process's scratch
-                # folder, where each process finds what the other already made.
-                self._worker = _Worker((r.job, r.now, r.message_id_salt, str(r.scratch.path)))
-            except Exception as err:  # no processes left, say: render in this one
-                log.debug("rendering in one process: %s", err)
-        return self._worker is not None
-
-    def _collect(self) -> list[Result]:
-        """The worker's chunk, in order; rendered here instead if the worker failed."""
-        assert self._pending is not None and self._worker is not None  # set together
-        chunk, self._pending = self._pending, None
+    def _start_worker(self) -> None:
+        if self._worker is not None or not self._usable:
+            return
+        self._usable = False  # one attempt per pass
+        r = self.renderer
         try:
-            fingerprint, messages = self._worker.result()
-        except Exception as err:  # died, or sent what cannot be read: render it here
+            # The worker writes generated files (charts, CSV) to this process's scratch
+            # folder, where each process finds what the other already made.
+            self._worker = _Worker((r.job, r.now, r.message_id_salt, str(r.scratch.path)))
+        except Exception as err:  # no processes left, say: render in this one
+            log.debug("rendering in one process: %s", err)
+
+    def _submit(self, count: int) -> None:
+        assert self._worker is not None
+        chunk, self._waiting = self._waiting[:count], self._waiting[count:]
+        part = _Part(chunk)
+        self._order.append(part)
+        self._at_worker.append(part)
+        try:
+            self._worker.send([r for r, _ in chunk])
+        except Exception as err:  # the worker is an optimisation: never fail the run
             self._give_up(err)
-            return self._render_here(chunk)
+
+    def _poll(self, wait: bool) -> None:
+        """Take one reply of the worker, if there is one (``wait``: wait for it): that it
+        is ready, or the results of its oldest chunk."""
+        worker = self._worker
+        if worker is None or not (wait or worker.replied()):
+            return
+        try:
+            fingerprint, messages = worker.reply()
+        except Exception as err:  # it died, or sent what cannot be read
+            self._give_up(err)
+            return
         if fingerprint != self.renderer.fingerprint:
             log.warning("a template or data file changed while the batch was being "
                         "rendered; rendering every message from the version read first")
             self._give_up(None)
-            return self._render_here(chunk)
+            return
+        if messages is None:
+            worker.ready = True
+            return
+        if not self._at_worker:  # the reply to a chunk taken back: rendered here already
+            return
+        part = self._at_worker.popleft()
         self.by_worker += len(messages)
-        return [(r, m, keep) for (r, keep), m in zip(chunk, messages, strict=True)]
+        part.results = [(r, m, keep) for (r, keep), m in zip(part.chunk, messages, strict=True)]
 
     def _give_up(self, err: BaseException | None) -> None:
+        """Render in this process from now on, the chunks the worker had included."""
         if err is not None:
             log.debug("render worker failed (%s); rendering in one process", err)
         self.close()
+        while self._at_worker:
+            part = self._at_worker.popleft()
+            part.results = self._render_here(part.chunk)
 
-    def _render_here(self, chunk: list[tuple[Recipient, bool]]) -> list[Result]:
+    def _render_here(self, chunk: Pending) -> list[Result]:
         messages = _render_all(self.renderer, [r for r, _ in chunk])
         return [(r, m, keep) for (r, keep), m in zip(chunk, messages, strict=True)]
 
 
+def _for_worker(waiting: int, queued: int, final: bool) -> int:
+    """How many of the waiting recipients to hand the worker, which has ``queued`` still to
+    render: a chunk; at the end, what leaves both about as much to do, if worth a request."""
+    if not final:
+        return CHUNK if waiting >= CHUNK else 0
+    share = min(CHUNK, (waiting - queued) // 2)
+    return share if share >= SLICE else 0
+
+
 def _second_core() -> bool:
-    if not sys.executable:  # an embedded interpreter: no python to start
+    """Whether a worker can help: a second core, an interpreter to start, and pipes that
+    select() can watch (not on Windows: there the pass renders in one process)."""
+    if not sys.executable or os.name != "posix":
         return False
     try:
         return len(os.sched_getaffinity(0)) > 1
@@ -183,7 +288,14 @@ def _render_all(renderer: Renderer, recipients: list[Recipient]) -> Iterator[Ren
 
 
 class _Worker:
-    """The worker process and its two pipes; one chunk in flight at a time."""
+    """The worker process and its two pipes. Each message is a pickle after a header (a mark
+    and its length), so the parent can see that a reply has arrived (select) and read
+    exactly that reply, in its own thread: no thread competes with the render for the GIL
+    (a reader thread did, and each reply then took some 40 ms to cross).
+
+    The parent never waits to write while the worker waits to write (two chunks in flight,
+    and a request or a reply can be larger than a pipe holds): while its request does not
+    fit, it reads what the worker sends meanwhile and keeps it for ``reply``."""
 
     def __init__(self, setup: tuple[Job, object, str, str]) -> None:
         env = dict(os.environ)
@@ -192,51 +304,112 @@ class _Worker:
             # A source checkout: the worker must import this same code, not another copy.
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root),
                                                               env.get("PYTHONPATH")]))
+        self.ready = False  # it has built its Renderer and said so
+        self._kept: deque[Any] = deque()  # replies read while a request was being written
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailbatch.message.renderpool"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._requests, self._replies = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        for fd in (self._requests, self._replies):
+            _widen(fd)
+        os.set_blocking(self._requests, False)
         try:
-            self.submit(setup)
+            self.send(setup)
         except BaseException:
             self.close()  # no process left behind
             raise
 
-    def submit(self, item: Any) -> None:
-        assert self.proc.stdin is not None
-        pickle.dump(item, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-        self.proc.stdin.flush()
+    def send(self, item: Any) -> None:
+        view = memoryview(_frame(item))
+        while view:
+            try:
+                view = view[os.write(self._requests, view):]
+                continue
+            except BlockingIOError:  # the pipe is full: the worker is busy, or writing
+                pass
+            readable, _, _ = select.select([self._replies], [self._requests], [])
+            if readable:
+                self._kept.append(_read_frame(self._replies))
 
-    def result(self) -> tuple[str, list[Rendered | str]]:
-        return pickle.load(self.proc.stdout)  # type: ignore[no-any-return, arg-type]
+    def replied(self) -> bool:
+        """Whether a reply is there to read (never waits)."""
+        return bool(self._kept or select.select([self._replies], [], [], 0)[0])
+
+    def reply(self) -> Any:
+        return self._kept.popleft() if self._kept else _read_frame(self._replies)
 
     def close(self) -> None:
+        """Stop it and reap it. Nothing it could still send is needed: the pool closes it
+        once every reply was read, or when the pass is over anyway. (Letting it end by
+        itself would cost the parent the worker's interpreter shutdown, some 30 ms.)"""
+        with contextlib.suppress(OSError):  # ended already
+            self.proc.terminate()
+        self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
-                with contextlib.suppress(OSError):  # a worker that died: nothing to flush
+                with contextlib.suppress(OSError):
                     stream.close()
-        try:
-            self.proc.wait(timeout=5)  # stdin closed: it ends at once
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
-def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
+_HEADER = struct.Struct("<4sQ")
+_MARK = b"mbw1"  # a header that does not start so is not one: the worker is given up
+_PIPE_BYTES = 1024 * 1024  # a reply (50 messages: about 300 KB) fits: nobody waits to write
+
+
+def _widen(fd: int) -> None:
+    """Grow the pipe's buffer where the system allows (Linux; up to its pipe-max-size)."""
+    setting = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    if setting is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, setting, _PIPE_BYTES)
+
+
+def _frame(item: Any) -> bytes:
+    data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(_MARK, len(data)) + data
+
+
+def _write_frame(fd: int, item: Any) -> None:
+    view = memoryview(_frame(item))
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_frame(fd: int) -> Any:
+    mark, length = _HEADER.unpack(_read_exactly(fd, _HEADER.size))
+    if mark != _MARK:
+        raise ValueError("the other process wrote something else than a message")
+    return pickle.loads(_read_exactly(fd, length))
+
+
+def _read_exactly(fd: int, size: int) -> bytearray:
+    data = bytearray(size)
+    view, done = memoryview(data), 0
+    while done < size:
+        got = os.readv(fd, [view[done:]])
+        if not got:
+            raise EOFError("the other process ended")
+        done += got
+    return data
+
+
+def _serve(requests: int, replies: int) -> None:
     """The worker: a Renderer for the job, then one reply per chunk until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    job, now, salt, scratch = pickle.load(requests)
+    job, now, salt, scratch = _read_frame(requests)
     renderer = Renderer(job, now, message_id_salt=salt, scratch=scratch)
+    _write_frame(replies, (renderer.fingerprint, None))  # ready
     while True:
         try:
-            recipients = pickle.load(requests)
+            recipients = _read_frame(requests)
         except EOFError:
             return
         messages = list(_render_all(renderer, recipients))
         # The charts this process claimed, drawn before the parent sees its messages.
         renderer.settle(own_only=True)
-        pickle.dump((renderer.fingerprint, messages), replies, protocol=pickle.HIGHEST_PROTOCOL)
-        replies.flush()
+        _write_frame(replies, (renderer.fingerprint, messages))
 
 
 if __name__ == "__main__":
-    _serve(sys.stdin.buffer, sys.stdout.buffer)
+    _serve(sys.stdin.fileno(), sys.stdout.fileno())

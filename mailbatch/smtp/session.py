@@ -3,6 +3,7 @@ and smtplib's debug output with every credential redacted."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import smtplib
@@ -63,7 +64,18 @@ class _SMTP(smtplib.SMTP):
 
 
 class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):
-    pass
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        """The TLS socket, told to acknowledge at once what arrives next. After the
+        handshake a TLS 1.3 server writes its session tickets, then the greeting; with Nagle
+        on (Postfix, most MTAs) the greeting waits for the tickets' ACK, which a client that
+        only reads delays by some 40 ms (against Postfix 3.7: 45 ms of a 50 ms login)."""
+        sock: socket.socket = super()._get_socket(  # type: ignore[misc]  # not in typeshed
+            host, port, timeout)
+        quick_ack = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+        if quick_ack is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, quick_ack, 1)
+        return sock
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:

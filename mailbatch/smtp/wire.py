@@ -48,8 +48,8 @@ def hung_up(smtp: smtplib.SMTP) -> bool:
     sock = smtp.sock
     if sock is None:
         return True
-    tls = isinstance(sock, ssl.SSLSocket)
-    if not (tls and sock.pending()) and not select.select([sock], [], [], 0)[0]:
+    buffered = isinstance(sock, ssl.SSLSocket) and sock.pending()
+    if not buffered and not select.select([sock], [], [], 0)[0]:
         return False
     timeout = sock.gettimeout()
     try:

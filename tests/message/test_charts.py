@@ -20,7 +20,7 @@ from mailbatch.message import charts
 from mailbatch.message.attachments import AttachmentCache
 from mailbatch.message.compose import compose
 from mailbatch.message.render import Renderer
-from mailbatch.message.renderpool import CHUNK, START_AFTER, RenderPool
+from mailbatch.message.renderpool import CHUNK, START_AT, RenderPool
 from tests.helpers import write_job
 from tests.pipeline import offline_job, parse
 from tests.reportfiles import dry_run, html_of, related_images
@@ -74,7 +74,7 @@ def test_each_recipient_gets_the_chart_of_their_own_rows_as_an_inline_png(tmp_pa
 
 def test_a_large_batch_draws_one_chart_per_region_once_beside_two_render_processes(
         tmp_path, monkeypatch):
-    count = CHUNK * (START_AFTER + 3)
+    count = START_AT + CHUNK * 3
     job = load_job(write_job(tmp_path, JOB + "smtp: {host: 127.0.0.1}\n",
                              {"page.html": PAGE, "people.csv": people(count),
                               "sales.csv": SALES}))

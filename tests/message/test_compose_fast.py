@@ -7,6 +7,7 @@ headers, long lines, line breaks of every kind, attachments with awkward names).
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.policy
 import re
@@ -273,10 +274,24 @@ def test_a_shared_attachment_is_encoded_once_for_the_whole_batch(tmp_path):
     cache = AttachmentCache()
 
     first = cache.pieces(message.attachments[0])
+    assert cache.total == 0  # asked for once: perhaps a recipient's own file, not kept yet
     second = cache.pieces(message.attachments[0])
 
     assert first is second
+    assert cache.total == len(first.head) + len(first.body)
     assert cache.part(message.attachments[0]) == first[0] + first[1]
+
+
+def test_files_asked_for_once_each_are_not_kept(tmp_path):
+    files = {f"own-{i}.pdf": PDF + bytes([i]) for i in range(20)}
+    message = rendered(tmp_path, files)
+    cache = AttachmentCache()
+
+    for attachment in message.attachments:
+        cache.pieces(attachment)
+
+    assert cache.total == 0
+    assert len(cache._recent) <= 8  # only the last few wait to be asked for again
 
 
 def test_long_non_ascii_headers_use_encoded_words_of_at_most_75_characters():
@@ -300,8 +315,8 @@ def test_encoded_words_split_between_characters_never_inside_one():
 
 def test_a_boundary_found_in_a_literal_body_is_replaced_by_another(monkeypatch):
     """The only way to make a random boundary collide is to fix the random bytes."""
-    draws = iter([b"\x11" * 12, b"\x11" * 12, b"\x22" * 12])
-    monkeypatch.setattr(mailbatch.message.compose.os, "urandom", lambda n: next(draws))
+    draws = iter([int("11" * 12, 16), int("11" * 12, 16), int("22" * 12, 16)])
+    monkeypatch.setattr(mailbatch.message.compose._RANDOM, "getrandbits", lambda n: next(draws))
     taken = "--=_" + "11" * 12
 
     data = check(rendered(text=f"quoting a boundary:\n{taken}\n", html="<p>x</p>\n"))
@@ -341,3 +356,18 @@ def test_any_subject_display_name_and_body_text_survive_the_round_trip(subject, 
                        headers=(("X-Note", subject),))
 
     check(message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+                | st.sampled_from([" ", "\t", "=", ".", "x" * 80, "é", "\r", "\n", "\r\n"]),
+                max_size=16))
+def test_quoted_printable_a_line_at_a_time_is_what_binascii_writes_for_the_whole_text(pieces):
+    from mailbatch.message.compose import _QP_LINES, _quoted_printable
+
+    text = "".join(pieces).replace("\r\n", "\n").replace("\r", "\n") + "\n"
+    data = text.encode("utf-8").replace(b"\n", b"\r\n")
+
+    assert _quoted_printable(data) == binascii.b2a_qp(data, istext=True)
+    assert _quoted_printable(data) == binascii.b2a_qp(data, istext=True)  # from the cache
+    assert all(len(line) <= 200 for line in _QP_LINES)

@@ -167,8 +167,8 @@ def test_a_report_with_inline_images_has_the_related_tree_and_decodes_as_the_ema
 
 def test_boundaries_of_nested_parts_differ_and_avoid_every_literal_part(tmp_path, monkeypatch):
     """The only way to make a random boundary collide is to fix the random bytes."""
-    draws = iter([b"\x11" * 12, b"\x11" * 12, b"\x22" * 12, b"\x33" * 12, b"\x44" * 12])
-    monkeypatch.setattr(mailbatch.message.compose.os, "urandom", lambda n: next(draws))
+    draws = iter([int(digit * 24, 16) for digit in "11234"])
+    monkeypatch.setattr(mailbatch.message.compose._RANDOM, "getrandbits", lambda n: next(draws))
     taken = "--=_" + "11" * 12
 
     data = check(message(tmp_path, "text\n", f"<p>{taken}</p>\n", [("logo", LOGO)],

@@ -224,8 +224,8 @@ def test_a_multipart_type_given_for_a_file_is_sent_as_octet_stream(tmp_path):
 def test_the_boundary_never_occurs_in_an_attached_message(tmp_path, monkeypatch):
     import mailbatch.message.compose as module
 
-    draws = iter([b"\x11" * 12, b"\x22" * 12])
-    monkeypatch.setattr(module.os, "urandom", lambda n: next(draws))
+    draws = iter([int("11" * 12, 16), int("22" * 12, 16)])
+    monkeypatch.setattr(module._RANDOM, "getrandbits", lambda n: next(draws))
     taken = b"--=_" + b"11" * 12
     content = FORWARDED + taken + b"\r\n"
 
