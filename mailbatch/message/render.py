@@ -77,9 +77,14 @@ class Rendered:
 
     @functools.cached_property
     def envelope_recipients(self) -> list[str]:
-        """Every address the server must deliver to: To, Cc and Bcc (made once: the sender
-        asks for them twice, to announce the envelope and to send it)."""
-        return [mailbox.address for mailbox in (*self.to, *self.cc, *self.bcc)]
+        """Every address the server must deliver to: To, Cc and Bcc, each once (made once: the
+        sender asks for them twice, to announce the envelope and to send it). An address in
+        both To and Cc is one RCPT: a server that does not merge them delivers two copies.
+        Compared case-insensitively, as recipients are."""
+        unique: dict[str, str] = {}
+        for address in (*self.to, *self.cc, *self.bcc):
+            unique.setdefault(address.address.lower(), address.address)
+        return list(unique.values())
 
 
 def run_context(job: Job, now: dt.datetime) -> dict[str, Any]:

@@ -273,3 +273,26 @@ def test_a_blank_per_recipient_cc_adds_no_cc_and_a_long_non_ascii_file_name_deco
         assert outline(parse(received.data))["attachments"] == [
             (long_name, "application/pdf", b"%PDF long")]
         assert max(len(line) for line in received.data.split(b"\r\n")) <= 78
+
+
+def test_an_address_named_in_to_cc_and_bcc_is_one_envelope_recipient_so_it_gets_one_copy(
+        tmp_path, smtp_server, ca_file, password_env, capsys):
+    job = make_job(tmp_path, smtp_server, ca_file, """
+    from: reports@example.org
+    subject: Copies
+    text: "x\\n"
+    cc: "Head <HEAD@example.org>, {{ email }}"
+    bcc: "head@example.org"
+    recipients:
+      - {email: anne@example.org}
+    """)
+
+    code, err = run_cli(capsys, str(job))
+
+    assert code == EXIT_OK, err
+    [received] = smtp_server.messages
+    assert received.rcpt_tos == ["anne@example.org", "HEAD@example.org"]
+    assert [a.addr_spec for a in parse(received.data)["Cc"].addresses] == [
+        "HEAD@example.org", "anne@example.org"]
+    report, _ = read_report(tmp_path)
+    assert report["recipients"][0]["bcc"] == ["head@example.org"]  # as written, one RCPT
