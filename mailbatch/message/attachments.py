@@ -91,9 +91,27 @@ def find(pattern: str, root: Path, content_type: str | None = None, *,
                                     "permissions")
         path = Path(name)
         found.append(Attachment(path=path, filename=path.name,
-                                content_type=content_type_for(path, content_type),
+                                content_type=_sendable(real, content_type_for(path, content_type)),
                                 size=stat.st_size))
     return found
+
+
+def _sendable(path: str, content_type: str) -> str:
+    """The type the file will travel as, so the report says what was sent: a message that
+    cannot go as it is goes as application/octet-stream (see ``_encode``, which decides
+    again if the file changed meanwhile)."""
+    kind = content_type.lower()
+    if kind.startswith("multipart/"):
+        return DEFAULT_TYPE
+    if kind.startswith("message/"):
+        try:
+            with open(path, "rb") as file:
+                data = file.read()
+        except OSError:
+            return content_type  # the send says what is wrong with it
+        if seven_bit_message(data) is None:
+            return DEFAULT_TYPE
+    return content_type
 
 
 def _glob(pattern: str) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from mailbatch import load_job
 from mailbatch.job.addresses import Address
 from mailbatch.job.recipients import iter_recipients
-from mailbatch.message.attachments import AttachmentCache
+from mailbatch.message.attachments import AttachmentCache, find
 from mailbatch.message.compose import compose
 from mailbatch.message.render import Renderer, RenderFailure
 from tests.mailcheck import (
@@ -211,6 +211,19 @@ def test_an_attached_message_that_cannot_travel_as_it_is_goes_as_octet_stream(tm
     assert part.get_content_type() == "application/octet-stream"
     assert part.get_filename() == "odd.eml"
     assert part.get_payload(decode=True) == content
+
+
+@pytest.mark.parametrize("content, sent_as", [
+    (FORWARDED, "message/rfc822"),
+    (FORWARDED + "Grüße\r\n".encode(), "application/octet-stream"),
+    (b"not a message at all\r\n", "application/octet-stream"),
+])
+def test_the_report_names_the_type_an_attached_message_is_sent_as(tmp_path, content, sent_as):
+    (tmp_path / "odd.eml").write_bytes(content)
+
+    (found,) = find("odd.eml", tmp_path)
+
+    assert found.content_type == sent_as  # the report's "type" is this
 
 
 def test_a_multipart_type_given_for_a_file_is_sent_as_octet_stream(tmp_path):
