@@ -6,7 +6,6 @@ replaced or damaged: taking it for a new one would send every recipient of the j
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
@@ -111,8 +110,14 @@ def _create(path: Path) -> None:
             db.executescript(_SCHEMA)
         finally:
             db.close()
-        with contextlib.suppress(FileExistsError):
+        try:
             os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here (FAT, exFAT, some network shares)
+            # The job's lock is held, so no other run is creating it meanwhile.
+            if not path.exists():
+                os.replace(tmp, path)
     finally:
         for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             leftover.unlink(missing_ok=True)

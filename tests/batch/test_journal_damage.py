@@ -137,3 +137,25 @@ def test_no_truncation_or_replacement_of_the_journal_makes_a_run_send_anyone_aga
 
         assert smtp_server.messages == [], (how, result.code, result.error)
         assert result.code in (EXIT_OK, EXIT_IO), result.error
+
+
+def test_a_state_dir_without_hard_links_still_gets_a_journal_and_a_rerun_sends_nobody_again(
+        smtp_server, ca_file, tmp_path, password_env, monkeypatch):
+    # FAT, exFAT and some network shares refuse link(2); the journal is then moved into
+    # place (the job's lock keeps other runs out meanwhile). A fault no test file system
+    # here produces, so os.link is made to fail.
+    import mailbatch.batch.journalfile as journalfile
+
+    def no_links(src: object, dst: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(journalfile.os, "link", no_links)
+    job = batch_job(tmp_path, smtp_server, ca_file, N)
+
+    first = run_batch(job)
+    again = run_batch(job)
+
+    assert first.code == EXIT_OK, first.error
+    assert again.code == EXIT_OK, again.error
+    assert len(smtp_server.messages) == N
+    assert not [p for p in journal_of(job).parent.iterdir() if p.name.endswith(".new")]
