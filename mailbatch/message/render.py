@@ -170,7 +170,7 @@ class Renderer:
         self.attachments_root = job.attachments_root or job.folder
         self._real_root = self.attachments_root.resolve()  # once, not once per recipient
         # Generated files (charts, CSV, zip) go to a scratch folder; a render worker is given
-        # its parent's, see renderpool.py.
+        # its parent's, see renderworker.py.
         self.scratch = Scratch(scratch)
         self._content = Content(job, self._compile, {
             "text": self.text_env, "html": self.html_env, "markdown": self.markdown_env},
@@ -198,7 +198,7 @@ class Renderer:
         # recipient (a shared logo) is looked up once, not once per message.
         self._found: list[tuple[str, list[Attachment]] | None] = [None] * len(self._patterns)
         # Two renderers of one job agree only if they read the same templates and data (a
-        # render worker checks this against the parent's, see renderpool.py).
+        # render worker checks this against the parent's, see renderworker.py).
         self._sources.update(b"\0" + repr(self.context).encode())
         self.fingerprint = self._sources.hexdigest()
 

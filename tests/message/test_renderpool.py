@@ -225,7 +225,7 @@ class SlowWorker:
         return False
 
     def reply(self):
-        from mailbatch.message.renderpool import _render_all
+        from mailbatch.message.renderworker import render_all as _render_all
 
         self.answered += 1
         item = self.queue.pop(0)
@@ -243,7 +243,7 @@ def test_at_the_end_the_parent_takes_back_the_chunk_the_worker_has_not_begun(
 
     job = load_job(job_with(tmp_path, START_AT + CHUNK * 3))
     workers: list[SlowWorker] = []
-    monkeypatch.setattr(renderpool, "_Worker", lambda setup: workers.append(
+    monkeypatch.setattr(renderpool, "Worker", lambda setup: workers.append(
         SlowWorker(Renderer(job, NOW), setup)) or workers[-1])
     alone, _ = render_pass(renderer_for(job_with(tmp_path, START_AT + CHUNK * 3)), worker=False)
 
