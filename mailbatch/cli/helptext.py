@@ -40,7 +40,8 @@ exit codes: 0 all sent; 1 some refused, failed or uncertain; 3 already running;
 65 a message could not be rendered (nothing sent); 69 cannot connect or TLS failed;
 74 cannot write report/journal, or the journal is damaged or lost; 75 server kept failing,
 re-run to resume; 77 login refused;
-78 invalid job file (nothing sent); 130 interrupted, re-run to resume."""
+78 invalid job file, or no password to be had (nothing sent); 130 interrupted, re-run to
+resume."""
 
 EPILOG_CHECK = """examples:
   mailbatch check weekly-sales.yaml             validate, render every message, read every file
@@ -49,20 +50,25 @@ EPILOG_CHECK = """examples:
 
 Nothing is sent and no journal, report or outbox is written. Exit codes: 0 ready to send;
 65 a message could not be rendered; 69 cannot connect or TLS failed; 77 login refused;
-78 invalid job file."""
+78 invalid job file (or, with --connect, no password to be had)."""
 
 EPILOG_PREVIEW = """examples:
   mailbatch preview weekly-sales.yaml                        the first recipient's message
   mailbatch preview weekly-sales.yaml --recipient 3          the third recipient's
   mailbatch preview weekly-sales.yaml --recipient ana@example.com
   mailbatch preview weekly-sales.yaml --html-out /tmp/m.html open the HTML body in a browser
-  mailbatch preview weekly-sales.yaml --serve                every message in a browser, live"""
+  mailbatch preview weekly-sales.yaml --serve                every message in a browser, live
+
+--html-out FILE puts the inline images into a folder beside FILE (/tmp/m_files/ here).
+Exit codes: 0 shown; 2 no such recipient, or --html-out for a job without HTML; 65 the
+message could not be rendered; 78 invalid job file."""
 
 EPILOG_INIT = """examples:
   mailbatch init                 write the starter job into the current folder
   mailbatch init monthly-report  ... into ./monthly-report (created if needed)
 
-Existing files are never overwritten. Then try: mailbatch check FOLDER/job.yaml"""
+Existing files are never overwritten: if any starter file is there already, nothing is
+written (exit 2). Then try: mailbatch check FOLDER/job.yaml"""
 
 EPILOG_SCHEDULE = """examples:
   mailbatch schedule /srv/reports/jobs/          run every scheduled job in the folder
