@@ -55,7 +55,7 @@ def _choose(job: Job, journal: Journal, base: str, named: str | None, new_batch:
     latest = None if new_batch else journal.latest(base)
     if latest is not None:
         return latest, True
-    older = journal.unfinished()
+    older = _without_unbegun(job, journal, journal.unfinished(), base)
     if older and not (new_batch or leave_unfinished):
         first = older[0]
         raise UnfinishedBatchError(
@@ -79,6 +79,23 @@ def _choose(job: Job, journal: Journal, base: str, named: str | None, new_batch:
     created = journal.find(journal.create(base, now, earlier=1 if lost else 0))
     assert created is not None
     return created, False
+
+
+def _without_unbegun(job: Job, journal: Journal, older: list[BatchInfo],
+                     base: str) -> list[BatchInfo]:
+    """``older`` without the batches whose run stopped before its first message (a password
+    not set, a server down): those are dropped, so yesterday's failed cron run does not
+    block today's. Nobody had their message, and nobody gets two: the new batch is the one
+    sent."""
+    kept = []
+    for info in older:
+        if not info.begun and journal.drop_unbegun(info.batch):
+            log.warning("%s: batch %s never began sending (its run stopped before the first "
+                        "message); it is dropped and batch %s is sent instead",
+                        job.name, info.batch, base)
+        else:
+            kept.append(info)
+    return kept
 
 
 def _lost_batch(journal: Journal, base: str,

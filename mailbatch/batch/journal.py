@@ -36,6 +36,7 @@ __all__ = ["FINAL", "STATUSES", "TO_SEND", "BatchInfo", "Entry", "Journal"]
 
 FINAL = frozenset({"sent", "refused", "failed", "removed", "dry-run"})
 TO_SEND = ("pending", "deferred")
+_BEGUN = "(d.status NOT IN ('pending', 'removed') OR d.attempts > 0)"  # a run tried it
 STATUSES = ("pending", "deferred", "uncertain", "sent", "refused", "failed", "removed",
             "dry-run")
 
@@ -55,6 +56,7 @@ class BatchInfo:
     clock: dt.datetime
     to_send: int  # pending or deferred: what a resume sends
     uncertain: int
+    begun: int = 0  # recipients a run has tried to send (or settled): 0 if it never began
 
 
 @dataclass(frozen=True)
@@ -198,10 +200,25 @@ class Journal:
             " (SELECT COUNT(*) FROM deliveries d WHERE d.batch = b.batch"
             "  AND d.status IN ('pending', 'deferred')),"
             " (SELECT COUNT(*) FROM deliveries d WHERE d.batch = b.batch"
-            "  AND d.status = 'uncertain')"
+            "  AND d.status = 'uncertain'),"
+            f" (SELECT COUNT(*) FROM deliveries d WHERE d.batch = b.batch AND {_BEGUN})"
             f" FROM batches b {where} ORDER BY b.created DESC, b.rowid DESC", params).fetchall()
-        return [BatchInfo(batch, base, created, _clock(clock, created), to_send, uncertain)
-                for batch, base, created, clock, to_send, uncertain in rows]
+        return [BatchInfo(batch, base, created, _clock(clock, created), to_send, uncertain,
+                          begun)
+                for batch, base, created, clock, to_send, uncertain, begun in rows]
+
+    def drop_unbegun(self, batch: str) -> bool:
+        """Forget ``batch`` if no run of it ever began sending (every recipient pending and
+        never tried): its run stopped before the first message, at the password, the
+        connection or the login. Nobody can have had its message, so a newer batch may take
+        its place. False, and nothing changed, if it had begun meanwhile."""
+        begun = self._execute(f"SELECT COUNT(*) FROM deliveries d WHERE d.batch = ? AND {_BEGUN}",
+                              (batch,)).fetchone()[0]
+        if begun:
+            return False
+        self._execute("DELETE FROM deliveries WHERE batch = ?", (batch,))
+        self._execute("DELETE FROM batches WHERE batch = ?", (batch,))
+        return True
 
     # -- recipients ------------------------------------------------------------------------
 

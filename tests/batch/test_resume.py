@@ -14,6 +14,7 @@ import pytest
 from mailbatch.batch.journal import Journal
 from mailbatch.batch.runner import RunOptions, prepare, run
 from mailbatch.errors import (
+    EXIT_CONFIG,
     EXIT_DATA,
     EXIT_NOPERM,
     EXIT_OK,
@@ -25,6 +26,7 @@ from mailbatch.errors import (
 from mailbatch.job.model import load_job
 from mailbatch.message.render import Renderer
 from tests.batchjobs import BATCH, NOW, addresses, batch_job, run_batch
+from tests.smtpserver import PASSWORD
 
 
 def test_rerun_of_a_completed_batch_sends_nothing_and_reports_the_whole_batch(
@@ -419,3 +421,44 @@ def test_resume_still_refuses_to_send_when_a_message_still_to_send_cannot_be_ren
     assert again.code == EXIT_DATA
     assert listed[1] in (again.error or "")
     assert smtp_server.messages == []
+
+
+@pytest.mark.parametrize("failure", ["password not set", "login refused"])
+def test_a_batch_whose_run_stopped_before_its_first_message_does_not_block_the_next_one(
+        failure, smtp_server_factory, ca_file, tmp_path, password_env, monkeypatch):
+    # Yesterday's cron run failed at the password or the login: nobody had a message, so
+    # today's batch is sent (and yesterday's is dropped, with a warning), not refused.
+    server = smtp_server_factory()
+    job = batch_job(tmp_path, server, ca_file, 3)
+    if failure == "password not set":
+        monkeypatch.delenv(password_env)
+    else:
+        server.set_faults(fail_login_after=0)
+    assert run_batch(job).code in (EXIT_CONFIG, EXIT_NOPERM)
+    monkeypatch.setenv(password_env, PASSWORD)
+    server.set_faults(fail_login_after=None)
+    server.reset()
+
+    with records("mailbatch.batch.batches") as caught:
+        next_day = run_batch(job, now=NOW + dt.timedelta(days=1))
+
+    assert next_day.code == EXIT_OK and next_day.report["batch"] == "2026-03-03"
+    assert server.received_count_by_rcpt() == Counter(addresses(3))
+    warnings = [r.getMessage() for r in caught if r.levelno == logging.WARNING]
+    assert any(f"batch {BATCH} never began sending" in w for w in warnings)
+    with Journal(tmp_path / ".mailbatch" / "job.sqlite") as journal:
+        assert journal.find(BATCH) is None and journal.unfinished() == []
+
+
+def test_a_batch_whose_run_stopped_before_its_first_message_is_resumed_the_same_day(
+        smtp_server, ca_file, tmp_path, password_env, monkeypatch):
+    job = batch_job(tmp_path, smtp_server, ca_file, 3)
+    monkeypatch.delenv(password_env)
+    run_batch(job)
+    monkeypatch.setenv(password_env, PASSWORD)
+
+    again = run_batch(job)
+
+    assert again.code == EXIT_OK
+    assert again.report["batch"] == BATCH and again.report["resumed"] is True
+    assert smtp_server.received_count_by_rcpt() == Counter(addresses(3))
