@@ -247,7 +247,7 @@ def _finish_report(report: Report, journal: Journal, batch: str,
         err.exit_code = exit_code_for(report) or EXIT_IO
         raise
     _record_run(journal, batch, report)
-    log.info("%s", report.summary())
+    log.debug("%s", report.summary())  # the caller prints it: said once
 
 
 def _record_run(journal: Journal, batch: str, report: Report) -> None:

@@ -19,14 +19,14 @@ from mailbatch.message.compose import compose
 from mailbatch.message.render import Rendered, Renderer, RenderFailure
 from mailbatch.smtp.transport import Envelope, Outcome
 
-__all__ = ["LOOKAHEAD", "Composed", "Lookahead", "SendPlan", "composed", "send_all"]
+__all__ = ["LOOKAHEAD", "WARNED", "Composed", "Lookahead", "SendPlan", "composed", "send_all"]
 
 log = logging.getLogger(__name__)
 
 LOOKAHEAD = 1024 * 1024  # messages up to this size are composed before their turn
 Composed = tuple[int, Recipient, Rendered, bytes]
 Progress = Callable[[int, int, str, Outcome], None]
-_PROBLEMS = ("refused", "failed", "uncertain", "deferred")
+WARNED = ("refused", "failed", "uncertain", "deferred")  # each logged once, as a warning
 
 
 @dataclass
@@ -80,7 +80,7 @@ def _send(plan: SendPlan, sender: Sender, messages: Iterator[Composed], ahead: b
         del data
         if plan.on_sent is not None and outcome.status != "later":
             plan.on_sent(recipient.key, outcome)
-        if outcome.status in _PROBLEMS:  # logged once here; "later" is not final yet
+        if outcome.status in WARNED:  # logged once here; "later" is not final yet
             log.warning("%s: %s %s %s", recipient.address, outcome.status, outcome.code or "",
                         outcome.message)
         if plan.progress:

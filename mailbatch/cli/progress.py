@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from mailbatch.batch.sending import WARNED
 from mailbatch.smtp.transport import Outcome
 
 __all__ = ["Bar", "LogLines", "choose"]
@@ -20,9 +21,12 @@ log = logging.getLogger(__name__)
 
 
 class LogLines:
-    """One INFO line per message (shown with ``-v``), for cron mail and log files."""
+    """One INFO line per message (shown with ``-v``), for cron mail and log files; a problem
+    is already a warning line of its own, so it is not said twice."""
 
     def __call__(self, done: int, total: int, address: str, outcome: Outcome) -> None:
+        if outcome.status in WARNED:
+            return
         code = f" {outcome.code}" if outcome.code else ""
         log.info("[%d/%d] %s: %s%s %s", done, total, address, outcome.status, code,
                  outcome.message)

@@ -126,6 +126,18 @@ def test_off_a_terminal_verbose_progress_is_timestamped_log_lines(job_path, caps
     assert "\r" not in err and "\x1b" not in err
 
 
+def test_verbose_says_each_refusal_and_the_summary_once(job_path, smtp_server, capsys):
+    smtp_server.set_faults(reject_pattern="bob@")
+
+    assert main(["run", "-v", str(job_path)]) == 1
+
+    err = capsys.readouterr().err
+    bob = [line for line in err.splitlines() if "bob@example.org" in line]
+    assert len(bob) == 1, err  # a warning line, not also a progress line
+    assert "WARNING bob@example.org: refused 550" in err
+    assert len([line for line in err.splitlines() if "report: " in line]) == 1, err
+
+
 def test_quiet_prints_nothing_when_every_message_is_sent(job_path, smtp_server, capsys):
     assert main(["run", "-q", str(job_path)]) == 0
 
