@@ -177,6 +177,19 @@ def test_starttls_mode_upgrades_before_logging_in(
     assert server.logins == 1 and len(server.messages) == 2
 
 
+def test_implicit_tls_against_a_server_that_speaks_plain_text_first_says_to_use_starttls(
+        smtp_server_factory, ca_file, tmp_path, password_env, capsys):
+    server = smtp_server_factory(security="starttls")  # a submission port: 220 in clear
+    job = write_job(tmp_path, smtp_block(server, ca_file) + BODY)  # security: tls
+
+    assert main(["run", str(job)]) == 69
+
+    err = capsys.readouterr().err.strip()
+    assert "did not answer in TLS" in err and "security: starttls" in err, err
+    assert "_ssl.c" not in err and len(err.splitlines()) == 1
+    assert server.logins == 0 and server.messages == []
+
+
 def test_starttls_mode_never_sends_the_password_when_starttls_is_not_offered(
         smtp_server_factory, ca_file, tmp_path, password_env, capsys):
     server = smtp_server_factory(security="plain-no-starttls")  # still offers AUTH in clear

@@ -122,6 +122,11 @@ def connect(settings: SmtpSettings, debug: bool = False) -> smtplib.SMTP:
                            "smtp.ca_file") from None
     except (OSError, smtplib.SMTPException) as err:
         hang_up(smtp)
+        if isinstance(err, ssl.SSLError) and err.reason == "WRONG_VERSION_NUMBER":
+            # What OpenSSL makes of a "220 ..." greeting in clear text.
+            raise ConnectError(f"{where}: the server did not answer in TLS: this port starts "
+                               "in plain text; use security: starttls (usually port 587), "
+                               "or the server's implicit-TLS port (usually 465)") from None
         raise ConnectError(f"{where}: cannot connect: {reason(err)}; check smtp.host "
                            "and smtp.port, and that the server is up") from None
     if not starttls_offered:  # never send the password over an unencrypted connection
