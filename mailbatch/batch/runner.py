@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import logging
 import re
 import tempfile
@@ -160,7 +161,8 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
             journal = stack.enter_context(Journal(job.state_dir / f"{job.name}.sqlite"))
             journal.claim(job.path)
         if test:
-            batch, resumed = journal.create(f"test-{now:%Y%m%dT%H%M%S}", now), False
+            name = _test_batch(job, renderer, options, now, context)
+            batch, resumed = journal.create(name, now), False
         else:
             info, resumed = batch_to_run(
                 job, journal, renderer.batch, options.batch, options.new_batch, now,
@@ -301,6 +303,20 @@ def _new_report(job: Job, renderer: Renderer, batch: str, resumed: bool, options
         counts={}, json_path=prefix.with_name(prefix.name + ".json"),
         csv_path=prefix.with_name(prefix.name + ".csv"),
     )
+
+
+def _test_batch(job: Job, renderer: Renderer, options: RunOptions, now: dt.datetime,
+                context: dict[str, Any]) -> str:
+    """A test send's batch name, ``test-20261130T081500``, or ``...#2`` when a test send of
+    the same second already wrote that report: each keeps its own."""
+    base = f"test-{now:%Y%m%dT%H%M%S}"
+    for n in itertools.count(1):
+        name = base if n == 1 else f"{base}#{n}"
+        path = _new_report(job, renderer, name, False, options, now,
+                           {**context, "batch": name}).json_path
+        if path is None or not path.exists():
+            return name
+    raise AssertionError("unreachable")
 
 
 def _stamp() -> str:

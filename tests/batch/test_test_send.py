@@ -135,3 +135,21 @@ def test_a_test_send_refuses_options_that_act_on_the_batch(job_path, smtp_server
 
     assert f"drop {flag}" in capsys.readouterr().err
     assert smtp_server.connections == 0
+
+
+def test_two_test_sends_in_the_same_second_keep_a_report_each(job_path, smtp_server):
+    import datetime as dt
+
+    from mailbatch import load_job
+    from mailbatch.batch.runner import RunOptions, run
+
+    job = load_job(job_path)
+    now = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+    first = run(job, RunOptions(now=now, test_to=TESTER))
+    second = run(job, RunOptions(now=now, test_to=TESTER, test_limit=None))
+
+    assert (first.batch, second.batch) == ("test-20260302T090000", "test-20260302T090000#2")
+    assert first.json_path != second.json_path
+    assert json.loads(first.json_path.read_text())["total"] == 1
+    assert json.loads(second.json_path.read_text())["total"] == 3
