@@ -152,6 +152,10 @@ class Notifier:
         was sent. Never raises."""
         if isinstance(error, AlreadyRunningError):
             return False  # not a run of ours
+        if job.notify is None:  # nobody to tell: the status file must not say anyone was
+            with self._lock:
+                self._told.pop(job.path, None)
+            return False
         slot, outcome = (report.batch if report else ""), outcome_of(report, error)
         with self._lock:
             told = self._told.setdefault(job.path, {})

@@ -211,3 +211,20 @@ def test_quiet_run_prints_nothing_when_all_is_sent_and_the_summary_line_when_not
     report = tmp_path / "partial" / "reports" / "weekly.json"
     batch = json.loads(report.read_text())["batch"]
     assert err == f"job: batch {batch}: 1 sent, 1 refused; report: {report}\n"
+
+
+def test_the_scheduler_remembers_no_told_outcome_for_a_job_without_notify(
+        tmp_path, smtp_server, ca_file, password_env):
+    from mailbatch.batch.runner import run
+    from mailbatch.service.notify import Notifier
+
+    path = write_job(tmp_path, smtp_block(smtp_server, ca_file) + (
+        "from: reports@example.org\nsubject: x\ntext: hi\n"
+        "recipients: [{email: ann@example.org}]\n"))
+    job = load_job(path)
+    notifier = Notifier()
+
+    sent = notifier.after_run(job, run(job), None)
+
+    assert sent is False
+    assert notifier.told(job.path) == {}  # the status file's "notified" stays empty
