@@ -49,6 +49,14 @@ def _format(number: int | float, spec: str | None) -> str:
         raise jinja2.TemplateRuntimeError(f"number format {spec!r}: {err}") from None
 
 
+def _like(total: int | float, written: list[str]) -> str:
+    """The total of numbers shown as the data wrote them, written the same way: as many
+    decimals as the most precise of them, no thousands separator (``25.5 + 12 -> 37.5``)."""
+    decimals = max((len(s.strip().partition(".")[2]) for s in written
+                    if "e" not in s.lower()), default=0)
+    return f"{total:.{decimals}f}"
+
+
 def _as_number(value: Any) -> int | float | None:
     if isinstance(value, bool):
         return None
@@ -137,6 +145,7 @@ def layout(rows: Any, columns: Sequence[str] | None = None,
             n is not None or v is None or v == "" for v, n in zip(values, numbers, strict=True))
         numeric.append(right)
         spec = formats.get(column)
+        as_written: list[str] = []  # numbers shown as the data wrote them ("25.5", "12")
         for shown, v, n in zip(body, values, numbers, strict=True):
             if v is None:
                 shown.append("")
@@ -144,9 +153,12 @@ def layout(rows: Any, columns: Sequence[str] | None = None,
                 shown.append(_format(n, spec))
             else:
                 shown.append(str(v))
+                if n is not None:
+                    as_written.append(str(v))
         if footer is not None:
-            footer.append(_format(sum(n for n in numbers if n is not None), spec)
-                          if column in totals else "")
+            total = sum(n for n in numbers if n is not None)
+            footer.append((_format(total, spec) if spec is not None or not as_written
+                           else _like(total, as_written)) if column in totals else "")
     header = [str(labels.get(c, c.replace("_", " ").capitalize() if mapped else c))
               for c in columns] if headed else None
     if footer and not footer[0]:

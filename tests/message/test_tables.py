@@ -38,6 +38,16 @@ def test_in_a_text_body_a_table_is_aligned_columns_with_numbers_right_aligned_an
                     "Total       1,205    12,444.50")
 
 
+def test_numbers_written_as_text_in_the_data_are_totalled_the_way_they_are_written():
+    rows = [{"region": "north", "revenue": "25.5", "units": "12"},
+            {"region": "south", "revenue": "12", "units": "3"}]  # as a CSV file gives them
+
+    _, body, footer, _ = tables.layout(rows, totals=["revenue", "units"])
+
+    assert [row[1:] for row in body] == [["25.5", "12"], ["12", "3"]]
+    assert footer == ["Total", "37.5", "15"]
+
+
 class Cells(html.parser.HTMLParser):
     """The cells of an HTML table as (tag, align, text)."""
 
