@@ -235,9 +235,11 @@ def _add_safe_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     check.set_defaults(func=cmd_check)
 
     preview = commands.add_parser(
-        "preview", parents=[common], help="show one rendered message",
+        "preview", parents=[common],
+        help="show a rendered message (--serve: every message, in a browser)",
         description="Render one recipient's message and show its headers, text body and "
-                    "attachments; nothing is sent.",
+                    "attachments, or with --serve every recipient's in a browser; nothing is "
+                    "sent and no password is read.",
         epilog=EPILOG_PREVIEW, formatter_class=raw)
     preview.add_argument("job", help="the job file (YAML)")
     preview.add_argument("--recipient", "-r", metavar="ADDRESS|INDEX",
@@ -321,9 +323,9 @@ def _add_schedule_command(commands: argparse._SubParsersAction[argparse.Argument
                           common: argparse.ArgumentParser) -> None:
     schedule = commands.add_parser(
         "schedule", parents=[common], help="run jobs on their timetables (a long-running service)",
-        description="Load every job file (a folder's *.yaml files that have a schedule: key, or "
-                    "the files named), print each job's next run, then run each job when it "
-                    "is due, exactly as 'mailbatch run' would, until stopped.",
+        description="Load every job file (a folder's *.yaml and *.yml files that have a "
+                    "schedule: key, or the files named), print each job's next run, then run "
+                    "each job when it is due, exactly as 'mailbatch run' would, until stopped.",
         epilog=EPILOG_SCHEDULE, formatter_class=argparse.RawDescriptionHelpFormatter)
     schedule.add_argument("targets", nargs="+", metavar="FOLDER|JOB",
                           help="a folder of job files, or job files")
