@@ -28,4 +28,5 @@ def test_the_documented_example_runs_the_demo_job_as_a_dry_run(tmp_path, monkeyp
 
     assert report.summary().startswith("weekly-sales: dry run ")
     assert report.counts["dry-run"] == 3 and report.json_path.is_file()
+    assert report.exit_code == 0  # what `mailbatch run` would exit with
     assert sorted(Path(report.outbox).glob("*.eml"))

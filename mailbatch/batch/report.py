@@ -51,6 +51,11 @@ class Report:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    @property
+    def exit_code(self) -> int:
+        """What ``mailbatch run`` exits with for this outcome (see exit_code_for)."""
+        return exit_code_for(self)
+
     def summary(self) -> str:
         """One line for stderr and for cron mail."""
         counts = dict(self.counts)
