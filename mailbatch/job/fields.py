@@ -11,7 +11,7 @@ from typing import Any
 from mailbatch.errors import JobError
 from mailbatch.job.yamlfile import LineDict, line_of
 
-__all__ = ["Section", "kind_of", "path_problem"]
+__all__ = ["Section", "kind_of", "path_problem", "place_problem"]
 
 MAX_NAME = 255  # bytes in one file name (NAME_MAX on Linux, macOS and the BSDs)
 MAX_PATH = 4095  # bytes in a whole path (PATH_MAX less its NUL)
@@ -30,6 +30,19 @@ def path_problem(text: str) -> str | None:
         return f"it is longer than {MAX_PATH} bytes"
     if any(len(part) > MAX_NAME for part in data.split(b"/")):
         return f"it has a name longer than {MAX_NAME} bytes"
+    return None
+
+
+def place_problem(name: str, text: str) -> str | None:
+    """Why a rendered ``report`` or ``outbox`` cannot be where its files go: an empty one
+    would put them beside the job's folder or into it, and a report prefix must end in a
+    name (``.json`` and ``.csv`` are added to it), not in ``/``, ``.`` or ``..``."""
+    if name not in ("report", "outbox"):
+        return None
+    if not text.strip():
+        return "it is empty"
+    if name == "report" and (text.endswith(("/", "\\")) or Path(text).name in ("", ".", "..")):
+        return "it names a folder, not a file name to add .json and .csv to"
     return None
 
 

@@ -101,6 +101,9 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     port = sec.number("port", provider.port if provider and provider.security == security
                       else standard, 1, 65535, whole=True)
     username = sec.text("username")
+    if username is not None and not username.isprintable():
+        raise sec.error("must not contain a line break or control character; write the "
+                        "login on one line", "username")
     sources = []
     for kind in ("password_env", "password_file", "password_command", "oauth2_token_command"):
         value = sec.get(kind, (str, list))
@@ -213,6 +216,12 @@ def _host(sec: Section, host: str) -> str:
     if not host.strip() or len(host) > 253 or any(c.isspace() or not c.isprintable()
                                                   for c in host):
         raise sec.error("must be a host name or address, such as smtp.example.com", "host")
+    try:
+        host.encode("idna")  # what the socket layer does with it; it fails there otherwise
+    except UnicodeError:
+        raise sec.error(f"{host!r} is not a host name: a part between dots is empty or "
+                        "longer than 63 characters; write it like smtp.example.com",
+                        "host") from None
     return host
 
 
