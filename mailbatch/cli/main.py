@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     restore = _configure_logging(args.quiet, args.verbose, getattr(args, "debug_smtp", False))
     args.stop = threading.Event()
-    stdout, sys.stdout = sys.stdout, GuardedStdout(sys.stdout)  # type: ignore[assignment]
+    stdout, sys.stdout = sys.stdout, GuardedStdout(sys.stdout)
     try:
         _current_folder()
         if args.func is not cmd_run:

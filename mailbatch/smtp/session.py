@@ -89,8 +89,8 @@ class _SMTP(smtplib.SMTP):
     def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:  # type: ignore[override]
         if challenge is None:
             return None
-        password = (self.password or "").encode("utf-8")  # type: ignore[attr-defined]
-        return f"{self.user} {hmac.HMAC(password, challenge, 'md5').hexdigest()}"  # type: ignore[attr-defined]
+        password = (self.password or "").encode("utf-8")
+        return f"{self.user} {hmac.HMAC(password, challenge, 'md5').hexdigest()}"
 
 
 def _b64(text: str) -> str:

@@ -7,6 +7,7 @@ the file: a wrong separator or encoding never turns into garbled names in the ma
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 
@@ -211,7 +212,5 @@ def test_utf16_saved_without_a_byte_order_mark_is_recognised_by_its_nul_characte
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_encoding_name_gives_the_names_or_a_clear_error(tmp_path, codec, data):
-    try:
+    with contextlib.suppress(JobError):  # a clear error is fine; any other exception is not
         names(tmp_path, data, f", encoding: {codec}")
-    except JobError:
-        pass
