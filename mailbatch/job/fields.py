@@ -85,7 +85,8 @@ class Section:
         if isinstance(value, bool) and bool not in _as_tuple(types):
             raise self.error(f"must be {_names(types)}, not a boolean", name)
         if not isinstance(value, types):
-            raise self.error(f"must be {_names(types)}, not {kind_of(value)}", name)
+            raise self.error(f"must be {_names(types)}, not {kind_of(value)}"
+                             f"{_number_hint(value, types)}", name)
         return value
 
     def text(self, name: str, default: str | None = None, required: bool = False) -> Any:
@@ -155,7 +156,21 @@ def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
 def _names(types: type | tuple[type, ...]) -> str:
     words = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
              list: "a list", dict: "a mapping", Mapping: "a mapping"}
+    if float in _as_tuple(types):  # "a whole number or a number" says less than "a number"
+        words[int] = "a number"
     return " or ".join(dict.fromkeys(words.get(t, t.__name__) for t in _as_tuple(types)))
+
+
+def _number_hint(value: Any, types: type | tuple[type, ...]) -> str:
+    """Why "1e-3" or "30s" is text: YAML 1.1 reads a number only without a unit, and an
+    exponent only after a dot and with a sign (1.0e-3)."""
+    if not isinstance(value, str) or not {int, float} & set(_as_tuple(types)):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return " (write the number alone, without a unit)" if value[:1].isdigit() else ""
+    return f" ({value!r} is text to YAML; write it as plain digits, such as 0.5 or 30)"
 
 
 def kind_of(value: Any) -> str:

@@ -337,6 +337,10 @@ class Renderer:
         except jinja2.UndefinedError as err:
             raise RenderFailure(f"{where}: {current}: {err.message}; add it to the recipient "
                                 "data or the job's data files") from None
+        except jinja2.TemplateNotFound as err:  # a name computed while rendering
+            raise RenderFailure(f"{where}: {current}: template {err.name!r} not found; "
+                                "templates are looked up inside the job's folder, by a path "
+                                "relative to it") from None
         except jinja2.TemplateError as err:
             raise RenderFailure(f"{where}: {current}: {err}") from None
         except AttachmentProblem as err:

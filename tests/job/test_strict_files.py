@@ -142,6 +142,8 @@ def test_yaml_aliases_for_shared_defaults_are_fine(tmp_path):
     ("rate: 99999999999999999999/second", "is not a rate"),
     ('host: ""', "smtp.host: must be a host name or address"),
     ('host: "mail example.org"', "smtp.host: must be a host name or address"),
+    ("timeout: 1e3", "smtp.timeout: must be a number, not text ('1e3' is text to YAML"),
+    ("timeout: 30s", "smtp.timeout: must be a number, not text (write the number alone"),
 ])
 def test_numeric_settings_must_be_finite_and_sane(tmp_path, setting, expect):
     job = offline_job(tmp_path, BODY + "recipients: [{email: a@example.org}]\n")
@@ -272,12 +274,16 @@ def test_a_json_file_with_a_utf8_byte_order_mark_reads_like_yaml_and_csv_do(tmp_
     ('host: "mail..example.org"', "smtp.host: 'mail..example.org' is not a host name"),
     (f'host: "{"a" * 64}.example.org"', "a part between dots is empty or longer than 63"),
     ('username: "me\\r\\nMAIL FROM:<x@y>"', "smtp.username: must not contain a line break"),
+    ('host: "mail.example.org:587"', "write the host alone and the port as smtp.port: 587"),
+    ("ca_file: missing.pem", "smtp.ca_file: .*missing.pem is not a file"),
+    ("password_command: [pass, {show: smtp}]", "smtp.password_command: must be a list of words"),
 ])
-def test_a_host_the_socket_layer_cannot_encode_or_a_multi_line_login_is_refused(
+def test_smtp_settings_a_connection_would_trip_on_are_refused_at_their_key(
         tmp_path, setting, expect):
     job = offline_job(tmp_path, BODY + "recipients: [{email: a@example.org}]\n")
     key = setting.partition(":")[0]
-    lines = [line for line in job.read_text().splitlines() if not line.startswith(f"  {key}:")]
+    gone = (f"  {key}:", "  password_env:" if key.startswith("password") else f"  {key}:")
+    lines = [line for line in job.read_text().splitlines() if not line.startswith(gone)]
     job.write_text("\n".join([*lines, f"  {setting}"]) + "\n")
     with pytest.raises(JobError, match=expect.replace("(", r"\(")):
         load_job(job)
@@ -299,3 +305,16 @@ def test_any_host_that_loads_can_be_handed_to_the_socket_layer(host):
         except JobError:
             return
         loaded.smtp.host.encode("idna")
+
+
+@pytest.mark.parametrize(("person", "expect"), [
+    ('{"email": "ann@example.org", "name": {"first": "Ann"}}', "name: must be text, not a mapping"),
+    ('{"email": ["ann@example.org"], "name": "Ann"}', "email: must be text, not a list"),
+    ('{"email": true, "name": "Ann"}', "email: must be text, not a boolean"),
+])
+def test_a_recipient_address_or_name_that_is_not_text_is_refused_at_its_place(
+        tmp_path, person, expect):
+    """Else the name would travel as Python's ``{'first': 'Ann'}`` in the To header."""
+    with pytest.raises(JobError, match=expect) as caught:
+        _recipients(tmp_path, "people.json", f"[{person}]")
+    assert "people.json" in str(caught.value)

@@ -145,3 +145,11 @@ def test_a_stop_ends_the_render_pass_and_nothing_after_it_is_rendered(tmp_path, 
         assert pool.stopped
     assert [r.address for r, _, _ in results] == [f"p{i}@example.org" for i in range(3)]
     assert isinstance(results[2][1], Stop) and "took longer than 0.3 seconds" in results[2][1]
+
+
+@pytest.mark.parametrize("name", ["'../../etc/hostname'", "'/etc/hostname'", "'foot' ~ 'er.j2'"])
+def test_an_included_template_that_cannot_be_found_says_where_templates_are_looked_up(
+        tmp_path, name):
+    failure = _failure(tmp_path, f"Hi\n{{% include {name} %}}\n")
+    assert "not found; templates are looked up inside the job's folder" in str(failure)
+    assert "(ann@example.org)" in str(failure)
