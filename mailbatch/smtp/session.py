@@ -72,14 +72,16 @@ class _SMTP(smtplib.SMTP):
         """smtplib's ``auth``, with each response sent as UTF-8 instead of ASCII."""
         mechanism = mechanism.upper()
         first = authobject() if initial_response_ok else None
+        # smtplib's auth_login tells the username's turn from the password's by this count.
         if first is not None:
             code, reply = self.docmd("AUTH", f"{mechanism} {_b64(first)}")
+            self._auth_challenge_count = 1
         else:
             code, reply = self.docmd("AUTH", mechanism)
-        challenges = 0
+            self._auth_challenge_count = 0
         while code == 334:
-            challenges += 1
-            if challenges > smtplib._MAXCHALLENGE:  # type: ignore[attr-defined]
+            self._auth_challenge_count += 1
+            if self._auth_challenge_count > smtplib._MAXCHALLENGE:  # type: ignore[attr-defined]
                 raise smtplib.SMTPException(f"server kept sending challenges ({reply!r})")
             code, reply = self.docmd(_b64(authobject(base64.decodebytes(reply))))
         if code in (235, 503):

@@ -78,3 +78,20 @@ def test_an_empty_password_variable_is_called_empty_not_unset(monkeypatch):
     monkeypatch.setenv("MAILBATCH_EMPTY_PW", "")
     with pytest.raises(JobError, match="MAILBATCH_EMPTY_PW is empty"):
         get_secret(_settings("env", "MAILBATCH_EMPTY_PW"))
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_each_login_mechanism_carries_a_password_beyond_ascii_as_utf8(
+        smtp_server, ca_file, monkeypatch, mechanism):
+    import ssl
+
+    from mailbatch.smtp.session import _SMTP_SSL
+
+    monkeypatch.setattr(smtpserver, "PASSWORD", "Grüße-€")
+    context = ssl.create_default_context(cafile=str(ca_file))
+    with _SMTP_SSL(smtp_server.host, smtp_server.port, context=context, timeout=5) as smtp:
+        smtp.ehlo()
+        smtp.user, smtp.password = smtpserver.USERNAME, "Grüße-€"
+        method = smtp.auth_plain if mechanism == "PLAIN" else smtp.auth_login
+        code, _ = smtp.auth(mechanism, method, initial_response_ok=mechanism == "PLAIN")
+    assert code == 235 and smtp_server.login_mechanisms == [mechanism]
