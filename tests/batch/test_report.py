@@ -257,18 +257,17 @@ def test_report_files_are_as_private_as_the_umask_says(tmp_path, umask, mode):
     assert {report.stat().st_mode & 0o777 for report in reports} == {mode}
 
 
-@pytest.mark.parametrize(("setting", "expect"), [
-    ("report: /", "it names a folder"),
-    ("report: reports/", "it names a folder"),
-    ("report: \"reports/{{ '' }}..\"", "it names a folder"),
-    ("report: \"{{ '' }}\"", "it is empty"),
-    ("outbox: \"{{ '  ' }}\"", "it is empty"),
-])
-@pytest.mark.parametrize("command", ["check", "run --dry-run", "run"])
+PLACES = [("report: /", "it names a folder"), ("report: reports/", "it names a folder"),
+          ("report: \"reports/{{ '' }}..\"", "it names a folder"),
+          ("report: \"{{ '' }}\"", "it is empty"), ("outbox: \"{{ '  ' }}\"", "it is empty")]
+
+
+@pytest.mark.parametrize(("setting", "expect", "command"), [
+    (setting, expect, command) for setting, expect in PLACES
+    for command in ("check", "run --dry-run", "run")
+    if not (setting.startswith("outbox") and command == "run")])  # a real run has no outbox
 def test_a_report_or_outbox_that_renders_to_no_file_name_is_refused_before_sending(
         tmp_path, smtp_server, ca_file, password_env, capsys, setting, expect, command):
-    if setting.startswith("outbox") and command == "run":
-        pytest.skip("a real run writes no outbox")
     job = make_job(tmp_path, smtp_server, ca_file, JOB + setting + "\n", FILES)
     capsys.readouterr()
     code = main([*command.split(), str(job)])
