@@ -59,6 +59,15 @@ class MailbatchError(Exception):
     exit_code: int = EXIT_CONFIG
 
 
+def _one_line(text: str) -> str:
+    """A failure as one line, a line break from the data in it (a file name, a value)
+    shown escaped, as ``\\n``: each failure is one line of the list."""
+    if text.isprintable():
+        return text
+    return "".join(repr(c)[1:-1] if c in "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029" else c
+                   for c in text)
+
+
 class JobError(MailbatchError):
     """Raised when a job file, or a file it names, is invalid."""
 
@@ -88,7 +97,7 @@ class RenderError(MailbatchError):
         self.failures = list(failures)
         self.total = total if total is not None else len(self.failures)
         head = f"{self.total} message(s) could not be rendered; nothing was sent"
-        super().__init__("\n".join([head, *(f"  {f}" for f in self.failures)]))
+        super().__init__("\n".join([head, *(f"  {_one_line(f)}" for f in self.failures)]))
 
     @classmethod
     def in_list_order(cls, failures: list[tuple[int, str]]) -> RenderError:

@@ -266,6 +266,28 @@ CASES = [
          CONFIG, ("job.yaml:7", "notify", "is not an email address")),
     Case("smtp of the wrong type (smaller)", HEAD + "smtp: [mail.example.org, 465]\n", CONFIG,
          ("job.yaml:7", "smtp: must be a mapping"), with_smtp=False),
+    # -- inputs an outside audit found ending in a crash log, a hang or a wrong exit ----------
+    Case("host the socket layer cannot encode (audit)", HEAD, CONFIG,
+         ("smtp.host", "'mail..example.org' is not a host name"),
+         smtp={"host": "mail..example.org"}, commands=CONNECT),
+    Case("report rendering to a folder (audit)", HEAD + "report: reports/\n", CONFIG,
+         ("report: renders to 'reports/'", "it names a folder")),
+    Case("codec that is not a text encoding (audit)", FROM + SUBJECT + TEXT +
+         "recipients: {file: r.csv, encoding: rot13}\n", CONFIG,
+         ("job.yaml:4", "recipients.encoding", "unknown encoding 'rot13'"),
+         files={"r.csv": "email,name\nann@example.org,Ann\n"}),
+    Case("recipient list that is a named pipe (audit: hang)", FROM + SUBJECT + TEXT +
+         "recipients: r.csv\n", CONFIG, ("r.csv", "is not a regular file"),
+         setup=lambda tmp_path, _: os.mkfifo(tmp_path / "r.csv")),
+    Case("recipient name that is a mapping (audit)", FROM + SUBJECT + TEXT +
+         "recipients: r.json\n", CONFIG, ("r.json", "name: must be text, not a mapping"),
+         files={"r.json": '[{"email": "ann@example.org", "name": {"first": "Ann"}}]'}),
+    Case("password file that is not UTF-8 (audit)", HEAD, CONFIG,
+         ("pw.bin", "smtp.password_file", "not UTF-8 text"),
+         smtp={"password_env": None, "password_file": "pw.bin"}, files={"pw.bin": b"\xff\xfe"},
+         setup=lambda tmp_path, _: (tmp_path / "pw.bin").chmod(0o600), commands=CONNECT),
+    Case("attachment file name with a line break (audit)", HEAD + 'attachments: ["f/*"]\n', DATA,
+         ("attachment a\\nb.txt contains a line break",), files={"f/a\nb.txt": b"x"}),
     # -- the command line ---------------------------------------------------------------------
     Case("preview of a recipient not in the list", HEAD, USAGE,
          ("job.yaml", "'carol@example.org' is not in the recipient list", "from 1 to 2"),

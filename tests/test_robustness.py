@@ -100,7 +100,8 @@ def _yaml(job: dict[str, Any], duplicate: str | None = None) -> str:
 ODD_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12) | \
     st.sampled_from(["\x1b[2J", "\x07", "a\nb", "\u202e", "\U0001F600", "{{ 7 * 7 }}",
                      "a@x, b@y", "", " ", "../../etc/passwd", "*", "x" * 300,
-                     "a\x00b", "x/" * 2100])
+                     "a\x00b", "x/" * 2100, "a..b", "x" * 64 + ".org", "/", "reports/",
+                     "..", ".", "Grüße€", "a\r\nb"])
 VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2, 10**6), st.just(10**30),
                    st.floats(allow_nan=True, allow_infinity=True), ODD_TEXT,
                    st.lists(st.integers(0, 3), max_size=3),
@@ -120,7 +121,8 @@ SNIPPETS = st.sampled_from([
 @st.composite
 def mutations(draw: st.DrawFn) -> list[tuple[str, Any]]:
     kinds = st.sampled_from(["delete", "retype", "duplicate", "smtp", "csv", "people",
-                             "json", "template", "attachment", "schedule"])
+                             "json", "template", "attachment", "schedule", "place",
+                             "encoding", "special"])
     return draw(st.lists(st.tuples(kinds, st.integers(0, 10**6)), min_size=1, max_size=3))
 
 
@@ -137,7 +139,8 @@ def _apply(kind: str, seed: int, job: dict[str, Any], files: dict[str, str | byt
         return key
     elif kind == "smtp" and isinstance(job.get("smtp"), dict):
         smtp_keys = ["port", "timeout", "security", "rate", "max_messages_per_connection",
-                     "password_env", "password_command", "host", "retry"]
+                     "password_env", "password_command", "host", "retry", "username",
+                     "max_failures", "ca_file"]
         job["smtp"][smtp_keys[seed % len(smtp_keys)]] = draw(VALUES)
     elif kind == "csv":
         header = draw(st.sampled_from([["email", "name", "region", "email"],
@@ -172,6 +175,21 @@ def _apply(kind: str, seed: int, job: dict[str, Any], files: dict[str, str | byt
             "every 99999999999999999999 minutes", "every 10000000 weeks", "every 0 days",
             "every day at 25:00", "every monday", "every day at 07:30 Mars/Olympus",
             "every 2 weeks", "every weekday at 08:00 Europe/Paris"]) | ODD_TEXT)
+    elif kind == "place":  # where the report, the outbox and the batch's files go
+        job[draw(st.sampled_from(["report", "outbox", "batch", "state_dir"]))] = draw(
+            st.sampled_from(["/", "reports/", "{{ '' }}", "..", "r/{{ batch }}/..",
+                             "{{ ' ' }}", "folder", "{{ job }}/"]) | ODD_TEXT)
+        files["folder.json/x"] = "a folder where a report file would go"
+    elif kind == "encoding":
+        job["recipients"] = {"file": "people.csv", "encoding": draw(st.sampled_from([
+            "rot13", "base64", "utf-16", "utf-32", "punycode", "idna", "cp1252", "hex"]))}
+        if draw(st.booleans()):
+            files["people.csv"] = _csv(PEOPLE).encode(draw(st.sampled_from(
+                ["utf-16-le", "utf-16", "utf-32-be"])))
+    elif kind == "special":  # a file the job names is a folder, a pipe or a device
+        files["people.csv"] = draw(st.sampled_from([FOLDER, FIFO]))
+        if draw(st.booleans()):
+            job["recipients"] = draw(st.sampled_from(["/dev/null", "/dev/zero", "."]))
     elif kind == "attachment":
         files[draw(st.sampled_from(["files/north/../../../x.pdf", "files/south/two.pdf",
                                     "files/north/\u00e9\u00e9 \U0001F600.pdf"]))] = b"%PDF"
@@ -180,12 +198,19 @@ def _apply(kind: str, seed: int, job: dict[str, Any], files: dict[str, str | byt
     return None
 
 
-def _write(folder: Path, job: dict[str, Any], files: dict[str, str | bytes],
+FOLDER, FIFO = object(), object()  # stand-ins for a folder and a named pipe in ``files``
+
+
+def _write(folder: Path, job: dict[str, Any], files: dict[str, Any],
            duplicate: str | None) -> Path:
     for name, content in files.items():
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
+        if content is FOLDER:
+            path.mkdir()
+        elif content is FIFO:
+            os.mkfifo(path) if hasattr(os, "mkfifo") else path.mkdir()
+        elif isinstance(content, bytes):
             path.write_bytes(content)
         else:
             path.write_text(content, encoding="utf-8")

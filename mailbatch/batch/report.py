@@ -134,6 +134,10 @@ def check_writable(report: Report) -> None:
     removed in its folder, or in the nearest folder that exists: no folder is made yet).
     Found before sending, not after the whole batch went out."""
     for path in dict.fromkeys(p for p in (report.json_path, report.csv_path) if p):
+        if path.is_dir():  # the rename over it would fail once the whole batch went out
+            raise StateError(f"{path}: cannot write the report: a folder of that name is in "
+                             "the way; move it, or change report in the job file; nothing "
+                             "was sent")
         folder = path.parent
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
@@ -209,7 +213,11 @@ def atomic_file(path: Path, newline: str | None = None,
                 os.fsync(file.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would have made it: UMask=0077 keeps it private
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and not isinstance(err, BrokenPipeError | StateError):
+            # A full disk, or a folder where the file goes: the caller's StateError (74).
+            raise StateError(f"{path}: cannot write: {err.strerror or err}; check the "
+                             "folder is writable and has space") from None
         raise

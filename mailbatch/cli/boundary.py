@@ -7,6 +7,7 @@ lines, warnings) goes through ``printable`` or the ``EscapingFormatter``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -20,7 +21,8 @@ from typing import Any
 
 from mailbatch._version import __version__
 
-__all__ = ["EscapingFormatter", "crash_log", "printable", "quiet_broken_pipe", "size_text"]
+__all__ = ["EscapingFormatter", "GuardedStdout", "crash_log", "printable", "quiet_broken_pipe",
+           "size_text", "standard_streams"]
 
 
 def printable(text: str) -> str:
@@ -92,6 +94,54 @@ def quiet_broken_pipe() -> None:
         os.close(devnull)
     except (OSError, ValueError):  # no real file descriptor (embedded, captured): nothing to do
         pass
+
+
+def standard_streams() -> None:
+    """Make stdout and stderr usable however we were started: closed ones (``>&-``, a
+    daemon's ``2>&-``) become /dev/null, so nothing fails on them; text that the locale
+    cannot encode (``PYTHONIOENCODING=ascii``) is written escaped, as stderr already is."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+        elif hasattr(stream, "reconfigure"):
+            with contextlib.suppress(ValueError, OSError):
+                stream.reconfigure(errors="backslashreplace")
+
+
+class GuardedStdout:
+    """stdout for one command: a write or flush that fails (``> /dev/full``, a full disk, a
+    vanished terminal) is a StateError, one line with exit 74, and stdout is pointed at
+    /dev/null so that the interpreter's final flush does not fail once more. A reader that
+    went away (BrokenPipeError) stays what it is: the quiet exit 141."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    @staticmethod
+    def _failed(err: OSError) -> OSError:
+        if isinstance(err, BrokenPipeError):
+            return err
+        from mailbatch.errors import StateError
+
+        quiet_broken_pipe()
+        return StateError(f"standard output: cannot write: {err.strerror or err}; check where "
+                          "the output goes (a full disk?)")
 
 
 def size_text(count: int | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -16,7 +17,14 @@ from typing import TYPE_CHECKING
 
 from mailbatch._version import __version__
 from mailbatch.batch.signals import stop_on_signals
-from mailbatch.cli.boundary import EscapingFormatter, crash_log, printable, quiet_broken_pipe
+from mailbatch.cli.boundary import (
+    EscapingFormatter,
+    GuardedStdout,
+    crash_log,
+    printable,
+    quiet_broken_pipe,
+    standard_streams,
+)
 from mailbatch.cli.commands import (
     cmd_check,
     cmd_history,
@@ -41,6 +49,7 @@ from mailbatch.errors import (
     EXIT_INTERRUPTED,
     EXIT_SOFTWARE,
     MailbatchError,
+    StateError,
 )
 
 if TYPE_CHECKING:
@@ -112,15 +121,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line, and its boundary: a MailbatchError is one line and its exit code;
     anything else is a bug, one line with exit 70 and the path of a crash log holding the
     traceback, never a traceback on stderr."""
+    standard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     restore = _configure_logging(args.quiet, args.verbose, getattr(args, "debug_smtp", False))
     args.stop = threading.Event()
+    stdout, sys.stdout = sys.stdout, GuardedStdout(sys.stdout)
     try:
+        _current_folder()
         if args.func is not cmd_run:
-            return int(args.func(args))
-        with stop_on_signals(args.stop):  # at once: a SIGTERM while starting stops cleanly
-            return int(args.func(args))
+            code = int(args.func(args))
+        else:
+            with stop_on_signals(args.stop):  # at once: a SIGTERM while starting stops cleanly
+                code = int(args.func(args))
+        sys.stdout.flush()  # here, where a reader gone or a full disk is still ours to report
+        return code
     except MailbatchError as err:
         _error(str(err))
         for line in _after_error(err, as_json=_wants_json(args)):
@@ -142,7 +157,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _json_after_error(args, err, EXIT_SOFTWARE)
         return EXIT_SOFTWARE
     finally:
+        sys.stdout = stdout
         restore()
+
+
+def _current_folder() -> None:
+    """Relative paths need a current folder; one deleted under the shell has none."""
+    try:
+        os.getcwd()
+    except OSError as err:
+        raise StateError(f"the current folder cannot be used ({err.strerror}); it may have "
+                         "been deleted: cd to an existing folder and run again") from None
 
 
 def _error(text: str, prefix: str = "mailbatch: error: ") -> None:
@@ -250,7 +275,7 @@ def _add_safe_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     preview.add_argument("--serve", action="store_true",
                          help="show the messages in a browser from a local server on 127.0.0.1, "
                               "reloading when the job, a template or a data file changes")
-    preview.add_argument("--port", type=int, default=0, metavar="N",
+    preview.add_argument("--port", type=_port, default=0, metavar="N",
                          help="with --serve: the port (default: any free port)")
     preview.set_defaults(func=cmd_preview)
 
@@ -275,6 +300,13 @@ def _address(value: str) -> str:
     if not is_valid_address(address):
         raise argparse.ArgumentTypeError(f"{value!r} is not an email address (user@domain)")
     return address
+
+
+def _port(value: str) -> int:
+    if not value.strip().isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port (0 to 65535; 0: any free "
+                                         "port)")
+    return int(value)
 
 
 def _limit(value: str) -> int | None:

@@ -132,6 +132,9 @@ def write_html(shown: Preview, path: Path) -> list[Path]:
     ``cid:`` URLs pointing there: opened in a browser, it looks as the message will. Returns
     the files written. Raises UsageError when a file cannot be written."""
     assert shown.html is not None, "no HTML body to write"
+    if path.name in ("", ".", "..") or path.is_dir():
+        raise UsageError(f"{path}: --html-out names a folder; give a file name, such as "
+                         "preview.html")
     folder = path.with_name(path.stem + "_files")
     written: list[Path] = []
     urls: dict[str, str] = {}

@@ -23,6 +23,7 @@ from typing import IO
 
 from mailbatch.errors import JobError
 from mailbatch.job.fileformats import header_problem
+from mailbatch.job.regularfiles import refuse_special
 
 __all__ = ["DELIMITERS", "CsvFormat", "check_encoding", "csv_records", "read_csv"]
 
@@ -44,8 +45,11 @@ class CsvFormat:
 def check_encoding(name: str) -> str | None:
     """What is wrong with an encoding name, if anything (checked when the job is loaded)."""
     try:
-        codecs.lookup(name)
+        info = codecs.lookup(name)
     except LookupError:
+        info = None
+    # rot13, base64, zlib...: codecs Python knows, but not ways of writing text in bytes.
+    if info is None or not getattr(info, "_is_text_encoding", True):
         return (f"unknown encoding {name!r}; use a name such as utf-8, cp1252 (Excel on "
                 "Windows in western Europe) or latin-1")
     return None
@@ -56,6 +60,7 @@ def read_csv(path: Path, fmt: CsvFormat, *, missing: str, empty: str | None = No
     """(line, row) for each row of the CSV file at ``path``; every problem a JobError at
     ``path:line``. ``missing`` is the message for a file that does not exist; ``required``
     a column the header must have, and the key that names it."""
+    refuse_special(path)
     try:
         binary = path.open("rb")
     except FileNotFoundError:
@@ -63,9 +68,14 @@ def read_csv(path: Path, fmt: CsvFormat, *, missing: str, empty: str | None = No
     except OSError as err:
         raise JobError(f"cannot read: {err.strerror}", path=str(path)) from None
     with binary:
-        head = binary.read(4)
+        head = binary.read(4096)
         binary.seek(0)
         bom = next((name for mark, name in _BOMS if head.startswith(mark)), None)
+        if bom is None and fmt.encoding is None and b"\0" in head:
+            # "e\0m\0a\0i\0l\0": no text file holds NULs, UTF-16 without its mark does
+            raise JobError("holds NUL bytes: it looks like UTF-16 saved without a byte-order "
+                           "mark; give encoding: utf-16-le (or save the file as UTF-8)",
+                           path=str(path), line=1)
         encoding = fmt.encoding or bom or "utf-8"
         if bom == "utf-8-sig" and codecs.lookup(encoding).name == "utf-8":
             encoding = bom  # the BOM is not part of the first column's name
@@ -87,9 +97,13 @@ def read_csv(path: Path, fmt: CsvFormat, *, missing: str, empty: str | None = No
         except UnicodeDecodeError as err:
             line, column = _bad_byte(path, encoding)
             shown = "UTF-8" if codecs.lookup(encoding).name.startswith("utf-8") else encoding
-            raise JobError(f"not {shown} ({err.reason} at column {column}); save the "
+            at = f" at column {column}" if column else ""
+            raise JobError(f"not {shown} ({err.reason}{at}); save the "
                            "file as UTF-8, or give its encoding (e.g. encoding: cp1252 for a "
                            "file saved by Excel on Windows)", path=str(path), line=line) from None
+        except UnicodeError as err:  # utf-16 given for a file without its byte-order mark
+            raise JobError(f"cannot be read as {encoding} ({err}); check its encoding: "
+                           "setting, or save the file as UTF-8", path=str(path)) from None
         if watch is not None and watch.utf8:
             raise JobError(f"the file reads as UTF-8 text, but encoding: {fmt.encoding} is set: "
                            "its names would arrive garbled; remove the encoding setting (or "
@@ -191,4 +205,6 @@ def _bad_byte(path: Path, encoding: str) -> tuple[int | None, int | None]:
                 decoder.decode(raw)
             except UnicodeDecodeError as err:
                 return number, err.start + 1
+            except UnicodeError:  # punycode and the like: no position to tell
+                return number, None
     return None, None

@@ -11,7 +11,7 @@ from typing import Any
 from mailbatch.errors import JobError
 from mailbatch.job.yamlfile import LineDict, line_of
 
-__all__ = ["Section", "kind_of", "path_problem"]
+__all__ = ["Section", "kind_of", "path_problem", "place_problem"]
 
 MAX_NAME = 255  # bytes in one file name (NAME_MAX on Linux, macOS and the BSDs)
 MAX_PATH = 4095  # bytes in a whole path (PATH_MAX less its NUL)
@@ -30,6 +30,19 @@ def path_problem(text: str) -> str | None:
         return f"it is longer than {MAX_PATH} bytes"
     if any(len(part) > MAX_NAME for part in data.split(b"/")):
         return f"it has a name longer than {MAX_NAME} bytes"
+    return None
+
+
+def place_problem(name: str, text: str) -> str | None:
+    """Why a rendered ``report`` or ``outbox`` cannot be where its files go: an empty one
+    would put them beside the job's folder or into it, and a report prefix must end in a
+    name (``.json`` and ``.csv`` are added to it), not in ``/``, ``.`` or ``..``."""
+    if name not in ("report", "outbox"):
+        return None
+    if not text.strip():
+        return "it is empty"
+    if name == "report" and (text.endswith(("/", "\\")) or Path(text).name in ("", ".", "..")):
+        return "it names a folder, not a file name to add .json and .csv to"
     return None
 
 
@@ -72,7 +85,8 @@ class Section:
         if isinstance(value, bool) and bool not in _as_tuple(types):
             raise self.error(f"must be {_names(types)}, not a boolean", name)
         if not isinstance(value, types):
-            raise self.error(f"must be {_names(types)}, not {kind_of(value)}", name)
+            raise self.error(f"must be {_names(types)}, not {kind_of(value)}"
+                             f"{_number_hint(value, types)}", name)
         return value
 
     def text(self, name: str, default: str | None = None, required: bool = False) -> Any:
@@ -142,7 +156,21 @@ def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
 def _names(types: type | tuple[type, ...]) -> str:
     words = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
              list: "a list", dict: "a mapping", Mapping: "a mapping"}
+    if float in _as_tuple(types):  # "a whole number or a number" says less than "a number"
+        words[int] = "a number"
     return " or ".join(dict.fromkeys(words.get(t, t.__name__) for t in _as_tuple(types)))
+
+
+def _number_hint(value: Any, types: type | tuple[type, ...]) -> str:
+    """Why "1e-3" or "30s" is text: YAML 1.1 reads a number only without a unit, and an
+    exponent only after a dot and with a sign (1.0e-3)."""
+    if not isinstance(value, str) or not {int, float} & set(_as_tuple(types)):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return " (write the number alone, without a unit)" if value[:1].isdigit() else ""
+    return f" ({value!r} is text to YAML; write it as plain digits, such as 0.5 or 30)"
 
 
 def kind_of(value: Any) -> str:

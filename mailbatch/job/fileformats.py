@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mailbatch.errors import JobError
+from mailbatch.job.regularfiles import refuse_special
 from mailbatch.job.yamlfile import MAX_DEPTH, unicode_text
 
 __all__ = ["header_problem", "load_json"]
@@ -57,9 +58,11 @@ def _constant(name: str) -> Any:
 def load_json(path: Path, what: str = "file") -> Any:
     """Parse a JSON file; every problem is a JobError at ``path:line``. Refused besides
     invalid JSON: a key repeated in one object, NaN and Infinity, nesting deeper than
-    ``MAX_DEPTH``."""
+    ``MAX_DEPTH``. A UTF-8 byte-order mark (Notepad writes one) is skipped, as in YAML
+    and CSV files."""
+    refuse_special(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise JobError(f"{what} not found; check the path", path=str(path)) from None
     except UnicodeDecodeError as err:

@@ -14,6 +14,7 @@ from typing import Any
 from mailbatch.errors import JobError
 from mailbatch.job.addresses import AddressError, ascii_address
 from mailbatch.job.csvfiles import read_csv
+from mailbatch.job.fields import kind_of
 from mailbatch.job.fileformats import header_problem, load_json
 from mailbatch.job.model import Job, RecipientSource
 from mailbatch.job.yamlfile import line_of, load_yaml
@@ -66,6 +67,12 @@ def iter_recipients(job: Job) -> Iterator[Recipient]:
 
 def _recipient(index: int, fields: Mapping[str, Any], source: RecipientSource,
                where: str) -> Recipient:
+    for key in (source.address_field, source.name_field):
+        value = fields.get(key)
+        if isinstance(value, Mapping | list | tuple | bool):  # would travel as "{'a': 1}"
+            raise JobError(f"{key}: must be text, not {kind_of(value)}; write the "
+                           f"{'address' if key == source.address_field else 'name'} itself",
+                           path=where)
     address = fields.get(source.address_field)
     if address is None or str(address).strip() == "":
         raise JobError(f"has no {source.address_field!r} value; every recipient needs an "

@@ -101,6 +101,9 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     port = sec.number("port", provider.port if provider and provider.security == security
                       else standard, 1, 65535, whole=True)
     username = sec.text("username")
+    if username is not None and not username.isprintable():
+        raise sec.error("must not contain a line break or control character; write the "
+                        "login on one line", "username")
     sources = []
     for kind in ("password_env", "password_file", "password_command", "oauth2_token_command"):
         value = sec.get(kind, (str, list))
@@ -139,7 +142,7 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
         username=username,
         password=password,
         timeout=timeout,
-        ca_file=sec.path_("ca_file", base),
+        ca_file=_ca_file(sec, base),
         verify=verify,
         pipelining=pipelining,
         max_messages_per_connection=limit,
@@ -149,6 +152,16 @@ def parse_smtp(sec: Section, base: Path) -> SmtpSettings:
     )
     sec.done()
     return settings
+
+
+def _ca_file(sec: Section, base: Path) -> Path | None:
+    """The CA bundle, found now: ``check`` says a missing one is a job error (78), where the
+    first connection would call it a server problem (69) to retry."""
+    path = sec.path_("ca_file", base)
+    if path is not None and not path.is_file():
+        raise sec.error(f"{path} is not a file (no such file, or a folder); give the path of "
+                        "the PEM file of the server's CA", "ca_file")
+    return path
 
 
 def _provider(sec: Section) -> Preset | None:
@@ -213,12 +226,26 @@ def _host(sec: Section, host: str) -> str:
     if not host.strip() or len(host) > 253 or any(c.isspace() or not c.isprintable()
                                                   for c in host):
         raise sec.error("must be a host name or address, such as smtp.example.com", "host")
+    name, colon, port = host.rpartition(":")
+    if colon and port.isdigit() and name and ":" not in name:  # mail.example.org:587
+        raise sec.error(f"{host!r} holds a port; write the host alone and the port as "
+                        f"smtp.port: {port}", "host")
+    try:
+        host.encode("idna")  # what the socket layer does with it; it fails there otherwise
+    except UnicodeError:
+        raise sec.error(f"{host!r} is not a host name: a part between dots is empty or "
+                        "longer than 63 characters; write it like smtp.example.com",
+                        "host") from None
     return host
 
 
 def _command(sec: Section, kind: str, value: str | list[Any]) -> tuple[str, ...]:
     """The command as an argument list. The value is never shown in an error: it may be the
     password itself, written in the wrong key."""
+    if isinstance(value, list) and any(isinstance(v, Mapping | list | bool) or v is None
+                                       for v in value):
+        raise sec.error("must be a list of words (text or numbers); the value is not shown, "
+                        "in case it is the password itself", kind)
     try:
         argv = shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
     except ValueError:

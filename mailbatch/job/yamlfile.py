@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from mailbatch.errors import JobError
+from mailbatch.job.regularfiles import refuse_special
 
 __all__ = ["MAX_ALIAS_NODES", "MAX_DEPTH", "LineDict", "LineList", "line_of", "load_yaml",
            "unicode_text"]
@@ -96,18 +97,26 @@ class _Loader(yaml.SafeLoader):
             raise _Refused(None, None, problem, node.start_mark) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> LineDict:
+        # A merge (<<: *defaults) puts the merged pairs first; a key written in the mapping
+        # itself overrides them, as YAML says. Only a key written twice is a duplicate.
+        written = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
         self.flatten_mapping(node)
+        merged = len(node.value) - written
         result = LineDict()
         result.line = node.start_mark.line + 1
         result.key_lines = {}
-        for key_node, value_node in node.value:
+        explicit: set[str] = set()
+        for i, (key_node, value_node) in enumerate(node.value):
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 key = str(key)
-            if key in result:
-                raise yaml.MarkedYAMLError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+            if i >= merged:
+                if key in explicit:
+                    raise yaml.MarkedYAMLError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                explicit.add(key)
+            # Merged pairs come in the order that makes a later one win (<<: [*a, *b]: a's).
             result[key] = self.construct_object(value_node, deep=True)
             result.key_lines[key] = key_node.start_mark.line + 1
         return result
@@ -125,6 +134,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _Loader
 
 def load_yaml(path: Path) -> Any:
     """Parse a YAML file; syntax errors become a JobError at ``path:line``."""
+    refuse_special(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -20,7 +20,7 @@ import jinja2.nodes
 from mailbatch.errors import JobError, MailbatchError
 from mailbatch.job.addresses import Address, AddressError, ascii_address, is_valid_address
 from mailbatch.job.datafiles import load_data
-from mailbatch.job.fields import path_problem
+from mailbatch.job.fields import path_problem, place_problem
 from mailbatch.job.model import LINE_BREAKS, AttachmentSpec, GeneratedSpec, Job, TemplateSource
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.addressing import (
@@ -217,7 +217,7 @@ class Renderer:
         except (Exception, BudgetExceeded) as err:  # 1 // 0, a loop without end
             raise JobError(problem_in_template(err, self.budget.seconds),
                            path=str(self.job.path), field=name) from None
-        problem = path_problem(text)  # batch, report, outbox: each becomes part of a path
+        problem = path_problem(text) or place_problem(name, text)  # each is part of a path
         if problem:
             raise JobError(f"renders to {text[:60]!r}, not a usable path: {problem}",
                            path=str(self.job.path), field=name)
@@ -337,6 +337,10 @@ class Renderer:
         except jinja2.UndefinedError as err:
             raise RenderFailure(f"{where}: {current}: {err.message}; add it to the recipient "
                                 "data or the job's data files") from None
+        except jinja2.TemplateNotFound as err:  # a name computed while rendering
+            raise RenderFailure(f"{where}: {current}: template {err.name!r} not found; "
+                                "templates are looked up inside the job's folder, by a path "
+                                "relative to it") from None
         except jinja2.TemplateError as err:
             raise RenderFailure(f"{where}: {current}: {err}") from None
         except AttachmentProblem as err:

@@ -26,6 +26,9 @@ def problem_in_template(err: BaseException, budget: float = 0.0) -> str:
         what = str(err)
     elif isinstance(err, UnicodeEncodeError):
         what = unencodable(err)
+    elif isinstance(err, UnicodeDecodeError):  # a template included by a computed name
+        what = (f"read bytes that are not UTF-8 ({err.reason} at byte {err.start + 1}); save "
+                "the template it includes as UTF-8")
     else:
         what = f"{err} ({type(err).__name__})" if str(err) else type(err).__name__
     return f"{where}: {what}" if where else what

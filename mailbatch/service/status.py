@@ -88,9 +88,13 @@ def write_status(path: Path, status: dict[str, Any], *, fatal: bool = False) -> 
         with atomic_file(path) as file:
             file.write(json.dumps(status, indent=2) + "\n")
     except OSError as err:  # StateError is one: the folder cannot be written
-        message = f"{path}: cannot write the status file: {err.strerror or err}"
+        if isinstance(err, StateError):  # it already names the path and what to do
+            message = f"cannot write the status file: {err}"
+        else:
+            message = f"{path}: cannot write the status file: {err.strerror or err}; check " \
+                "the folder is writable"
         if fatal:
-            raise StateError(message + "; check the folder is writable") from None
+            raise StateError(message) from None
         log.error("%s", message)
 
 

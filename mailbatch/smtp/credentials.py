@@ -45,7 +45,8 @@ def _get_secret(smtp: SmtpSettings) -> str:
                            "name that variable here", field="smtp.password_env")
         value = os.environ.get(name)
         if not value:
-            raise JobError(f"environment variable {name} is not set; export it with the "
+            state = "is empty" if value == "" else "is not set"
+            raise JobError(f"environment variable {name} {state}; export it with the "
                            "password before running (or choose another smtp.password_* source)",
                            field="smtp.password_env")
         return value
@@ -112,12 +113,14 @@ def _from_file(path: Path) -> str:
         if _shared(mode):
             raise JobError("password file is readable or writable by group or others; "
                            f"run: chmod 600 {path}", path=str(path), field="smtp.password_file")
-        value = path.read_text(encoding="utf-8").rstrip("\r\n")
+        value = _text(path.read_bytes(), "the password file").rstrip("\r\n")
     except FileNotFoundError:
         raise JobError("password file not found; check smtp.password_file", path=str(path)) \
             from None
     except OSError as err:
         raise JobError(f"cannot read password file: {err.strerror}", path=str(path)) from None
+    except JobError as err:
+        raise JobError(err.reason, path=str(path), field="smtp.password_file") from None
     if not value:
         raise JobError("password file is empty", path=str(path), field="smtp.password_file")
     return value
@@ -128,13 +131,13 @@ def _from_command(command: str | tuple[str, ...], field: str) -> str:
     try:
         if not argv:
             raise FileNotFoundError
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+        done = subprocess.run(argv, capture_output=True, timeout=60,
                               stdin=subprocess.DEVNULL, check=False)
     except OSError as err:
         # Never echo the command: like password_env, it may be the password pasted there.
-        why = "not found" if isinstance(err, FileNotFoundError) else \
+        why = "is not found" if isinstance(err, FileNotFoundError) else \
             f"cannot be run ({err.strerror})"
-        raise JobError(f"the command is {why} (it is not shown here, in case it is the "
+        raise JobError(f"the command {why} (it is not shown here, in case it is the "
                        "password itself); check the command", field=field) from None
     except subprocess.TimeoutExpired:
         raise JobError("command did not finish within 60 seconds", field=field) from None
@@ -142,11 +145,24 @@ def _from_command(command: str | tuple[str, ...], field: str) -> str:
         # stderr is not shown: a failing secret command may print part of the secret.
         raise JobError(f"command {argv[0]!r} failed with exit status {done.returncode}; run it "
                        "by hand to see why", field=field)
-    value = done.stdout.strip()
+    try:
+        value = _text(done.stdout, f"the output of command {argv[0]!r}").strip()
+    except JobError as err:
+        raise JobError(err.reason, field=field) from None
     if not value:
         raise JobError(f"command {argv[0]!r} printed nothing; it must print the secret",
                        field=field)
     return value
+
+
+def _text(data: bytes, what: str) -> str:
+    """A secret as text: UTF-8, as a terminal or an editor writes it. What is not UTF-8 is
+    refused by its position only (the bytes may be the secret)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise JobError(f"{what} is not UTF-8 text (byte {err.start + 1} is not); save or "
+                       "print the secret as UTF-8") from None
 
 
 def _argv(command: str | tuple[str, ...]) -> list[str]:

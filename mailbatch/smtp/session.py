@@ -3,13 +3,15 @@ and smtplib's debug output with every credential redacted."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hmac
 import logging
 import re
 import smtplib
 import socket
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailbatch.errors import ConnectError, LoginError
 
@@ -61,6 +63,40 @@ class _SMTP(smtplib.SMTP):
         elif self._in_auth and _FINAL_REPLY.match(text) and not text.startswith("reply: b'334"):
             self._in_auth = False
         log.debug("smtp %s", text)
+
+    # smtplib encodes credentials as ASCII and crashes on a password such as "Grüße€": RFC
+    # 4954 and 4616 (PLAIN) carry UTF-8, and so do LOGIN and CRAM-MD5 servers in practice.
+
+    def auth(self, mechanism: str, authobject: Any, *, initial_response_ok: bool = True,
+             ) -> tuple[int, bytes]:
+        """smtplib's ``auth``, with each response sent as UTF-8 instead of ASCII."""
+        mechanism = mechanism.upper()
+        first = authobject() if initial_response_ok else None
+        # smtplib's auth_login tells the username's turn from the password's by this count.
+        if first is not None:
+            code, reply = self.docmd("AUTH", f"{mechanism} {_b64(first)}")
+            self._auth_challenge_count = 1
+        else:
+            code, reply = self.docmd("AUTH", mechanism)
+            self._auth_challenge_count = 0
+        while code == 334:
+            self._auth_challenge_count += 1
+            if self._auth_challenge_count > smtplib._MAXCHALLENGE:  # type: ignore[attr-defined]
+                raise smtplib.SMTPException(f"server kept sending challenges ({reply!r})")
+            code, reply = self.docmd(_b64(authobject(base64.decodebytes(reply))))
+        if code in (235, 503):
+            return code, reply
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:  # type: ignore[override]
+        if challenge is None:
+            return None
+        password = (self.password or "").encode("utf-8")
+        return f"{self.user} {hmac.HMAC(password, challenge, 'md5').hexdigest()}"
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
 class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):

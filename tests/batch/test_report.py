@@ -15,7 +15,8 @@ import pytest
 from mailbatch import RunOptions, load_job, run
 from mailbatch.batch.journal import Entry
 from mailbatch.batch.report import CSV_COLUMNS, Report, write_report
-from mailbatch.errors import EXIT_OK, EXIT_PARTIAL
+from mailbatch.cli.main import main
+from mailbatch.errors import EXIT_OK, EXIT_PARTIAL, StateError
 from tests.pipeline import make_job, read_report, run_cli
 from tests.smtpserver import PASSWORD, USERNAME
 
@@ -254,3 +255,41 @@ def test_report_files_are_as_private_as_the_umask_says(tmp_path, umask, mode):
     reports = list((folder / "reports").iterdir())
     assert len(reports) == 2
     assert {report.stat().st_mode & 0o777 for report in reports} == {mode}
+
+
+PLACES = [("report: /", "it names a folder"), ("report: reports/", "it names a folder"),
+          ("report: \"reports/{{ '' }}..\"", "it names a folder"),
+          ("report: \"{{ '' }}\"", "it is empty"), ("outbox: \"{{ '  ' }}\"", "it is empty")]
+
+
+@pytest.mark.parametrize(("setting", "expect", "command"), [
+    (setting, expect, command) for setting, expect in PLACES
+    for command in ("check", "run --dry-run", "run")
+    if not (setting.startswith("outbox") and command == "run")])  # a real run has no outbox
+def test_a_report_or_outbox_that_renders_to_no_file_name_is_refused_before_sending(
+        tmp_path, smtp_server, ca_file, password_env, capsys, setting, expect, command):
+    job = make_job(tmp_path, smtp_server, ca_file, JOB + setting + "\n", FILES)
+    capsys.readouterr()
+    code = main([*command.split(), str(job)])
+    err = capsys.readouterr().err
+    assert code == 78, err
+    assert expect in err and "not a usable path" in err
+    assert smtp_server.messages == []
+
+
+def test_a_folder_where_the_report_goes_stops_the_run_before_anything_is_sent(
+        tmp_path, smtp_server, ca_file, password_env, capsys):
+    job = make_job(tmp_path, smtp_server, ca_file, JOB + "report: out/r\n", FILES)
+    (tmp_path / "out" / "r.csv").mkdir(parents=True)
+    code, err = run_cli(capsys, str(job))
+    assert code == 74, err
+    assert "a folder of that name is in the way" in err and "nothing was sent" in err
+    assert smtp_server.messages == []
+
+
+def test_a_report_that_cannot_be_renamed_into_place_is_a_state_error(tmp_path):
+    report = empty_report(tmp_path)
+    report.csv_path.mkdir()
+    with pytest.raises(StateError, match="cannot write"):
+        write_report(report, lambda: [entry(0, "a@example.org")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]

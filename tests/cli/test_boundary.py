@@ -5,6 +5,7 @@ password pasted into the wrong key is never echoed."""
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import subprocess
 import sys
@@ -124,3 +125,73 @@ def test_reading_the_secret_from_a_command_that_is_the_password_never_echoes_it(
     with pytest.raises(JobError, match=r"smtp\.password_command: the command") as caught:
         get_secret(smtp, job)
     assert SECRET not in str(caught.value)
+
+
+def _mailbatch(*args: str, cwd=None, env=None, **streams) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mailbatch", *args], capture_output=True,
+                          text=True, timeout=60, cwd=cwd, env=env, check=False,
+                          stdin=subprocess.DEVNULL, **streams)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+@pytest.mark.parametrize("command", [["check", "--json"], ["preview"], ["history"],
+                                     ["status", "--json"]])
+def test_output_into_a_full_disk_is_one_line_exit_74(tmp_path, command):
+    job = offline_job(tmp_path, JOB)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "mailbatch", *command, str(job)],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 74, done.stderr
+    assert done.stderr.splitlines() == [
+        "mailbatch: error: standard output: cannot write: No space left on device; check "
+        "where the output goes (a full disk?)"]
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr"])
+def test_a_closed_stdout_or_stderr_changes_nothing_but_what_is_seen(tmp_path, closed):
+    """``>&-`` or ``2>&-`` from a daemon or a cron wrapper: the exit code still tells."""
+    job = offline_job(tmp_path, JOB.replace("{{ name }}", "{{ nme }}"))
+    script = ("import os, sys, subprocess; os.close(1 if sys.argv[1] == 'stdout' else 2); "
+              "sys.exit(subprocess.run([sys.executable, '-m', 'mailbatch', 'check', "
+              "sys.argv[2]], stdin=subprocess.DEVNULL).returncode)")
+    done = subprocess.run([sys.executable, "-c", script, closed, str(job)],
+                          capture_output=False, timeout=60, check=False,
+                          stdout=subprocess.DEVNULL if closed == "stderr" else None,
+                          stderr=subprocess.DEVNULL if closed == "stdout" else None)
+    assert done.returncode == EXIT_DATA
+
+
+def test_text_the_terminal_cannot_encode_is_shown_escaped(tmp_path):
+    job = offline_job(tmp_path, JOB.replace("name: Ann", "name: Zoë"))
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    done = _mailbatch("preview", str(job), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Zo\\xeb" in done.stdout
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_a_preview_port_out_of_range_is_a_usage_error(tmp_path, port):
+    done = _mailbatch("preview", "--serve", "--port", port, str(offline_job(tmp_path, JOB)))
+    assert done.returncode == 2 and "is not a port (0 to 65535" in done.stderr
+
+
+def test_html_out_naming_a_folder_is_a_usage_error(tmp_path, capsys):
+    job = offline_job(tmp_path, JOB.replace("text:", "html:"))
+    assert main(["preview", "--html-out", str(tmp_path), str(job)]) == 2
+    assert "--html-out names a folder" in capsys.readouterr().err
+
+
+def test_a_deleted_current_folder_is_one_line_not_a_crash(tmp_path):
+    job = offline_job(tmp_path, JOB)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = ("import os, sys, subprocess; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+              "sys.exit(subprocess.run([sys.executable, '-m', 'mailbatch', 'check', "
+              "sys.argv[2]]).returncode)")
+    done = subprocess.run([sys.executable, "-c", script, str(gone), str(job)],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 74, done.stderr
+    assert "the current folder cannot be used" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -7,6 +7,7 @@ the file: a wrong separator or encoding never turns into garbled names in the ma
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 
@@ -182,3 +183,34 @@ def _not_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return True
     return False
+
+
+@pytest.mark.parametrize("codec", ["rot13", "base64", "hex", "zlib", "uu"])
+def test_a_codec_that_is_not_a_text_encoding_is_refused_at_its_key(tmp_path, codec):
+    error = refusal(tmp_path, table().encode(), f", encoding: {codec}")
+    assert error.field == "recipients.encoding" and "unknown encoding" in str(error)
+
+
+def test_utf16_given_for_a_file_without_its_byte_order_mark_is_a_clear_error(tmp_path):
+    error = refusal(tmp_path, table().encode(), ", encoding: utf-16")
+    assert "cannot be read as utf-16" in str(error) and "people.csv" in str(error)
+
+
+def test_utf16_saved_without_a_byte_order_mark_is_recognised_by_its_nul_characters(tmp_path):
+    error = refusal(tmp_path, table().encode("utf-16-le"))
+    assert error.line == 1 and "encoding: utf-16-le" in str(error)
+    assert names(tmp_path, table().encode("utf-16-le"), ", encoding: utf-16-le") == EXPECTED
+
+
+@given(codec=st.sampled_from(sorted({c for c in (
+    "ascii", "latin-1", "cp1252", "utf-8", "utf-16", "utf-16-le", "utf-16-be", "utf-32",
+    "utf-7", "cp437", "mac-roman", "shift_jis", "gb18030", "koi8-r", "idna", "punycode",
+    "rot13", "base64", "hex", "quopri", "bz2", "unicode_escape", "raw_unicode_escape",
+    "palmos", "cp65001")})), data=st.sampled_from([table().encode("utf-8"),
+                                                   table().encode("utf-16"),
+                                                   table().encode("utf-16-le")]))
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_encoding_name_gives_the_names_or_a_clear_error(tmp_path, codec, data):
+    with contextlib.suppress(JobError):  # a clear error is fine; any other exception is not
+        names(tmp_path, data, f", encoding: {codec}")

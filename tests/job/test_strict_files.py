@@ -142,6 +142,8 @@ def test_yaml_aliases_for_shared_defaults_are_fine(tmp_path):
     ("rate: 99999999999999999999/second", "is not a rate"),
     ('host: ""', "smtp.host: must be a host name or address"),
     ('host: "mail example.org"', "smtp.host: must be a host name or address"),
+    ("timeout: 1e3", "smtp.timeout: must be a number, not text ('1e3' is text to YAML"),
+    ("timeout: 30s", "smtp.timeout: must be a number, not text (write the number alone"),
 ])
 def test_numeric_settings_must_be_finite_and_sane(tmp_path, setting, expect):
     job = offline_job(tmp_path, BODY + "recipients: [{email: a@example.org}]\n")
@@ -238,3 +240,81 @@ def test_generated_json_objects_with_a_repeated_key_are_always_refused(tmp_path,
         with pytest.raises(JobError, match="appears twice") as caught:
             load_json(path)
         assert caught.value.line == 3
+
+
+def test_a_key_written_beside_a_merge_overrides_the_merged_value(tmp_path):
+    """YAML's merge key: ``<<: *defaults`` then ``timeout: 9`` means "the defaults, but 9";
+    only a key written twice by hand is a duplicate."""
+    path = tmp_path / "data.yaml"
+    path.write_text("a: &a {x: 1, y: 2}\nb: &b {x: 3, z: 4}\n"
+                    "c: {<<: [*a, *b], y: 9}\nd: {<<: *a, x: 5}\n")
+    data = load_yaml(path)
+    assert data["c"] == {"x": 1, "y": 9, "z": 4}  # of two merged mappings, the first wins
+    assert data["d"] == {"x": 5, "y": 2}
+    path.write_text("a: &a {x: 1}\nd: {<<: *a, x: 5, x: 6}\n")
+    with pytest.raises(JobError, match="duplicate key 'x'"):
+        load_yaml(path)
+
+
+def test_yaml_recipients_sharing_defaults_through_a_merge_key_load(tmp_path):
+    people = ("- &ann {email: ann@example.org, name: Ann, region: north}\n"
+              "- {<<: *ann, email: bob@example.org, name: Bob}\n")
+    found = _recipients(tmp_path, "people.yaml", people)
+    assert [(r.address, r.name, r.fields["region"]) for r in found] == [
+        ("ann@example.org", "Ann", "north"), ("bob@example.org", "Bob", "north")]
+
+
+def test_a_json_file_with_a_utf8_byte_order_mark_reads_like_yaml_and_csv_do(tmp_path):
+    found = _recipients(tmp_path, "people.json",
+                        '\ufeff[{"email": "ann@example.org", "name": "Ann"}]')
+    assert [r.address for r in found] == ["ann@example.org"]
+
+
+@pytest.mark.parametrize(("setting", "expect"), [
+    ('host: "mail..example.org"', "smtp.host: 'mail..example.org' is not a host name"),
+    (f'host: "{"a" * 64}.example.org"', "a part between dots is empty or longer than 63"),
+    ('username: "me\\r\\nMAIL FROM:<x@y>"', "smtp.username: must not contain a line break"),
+    ('host: "mail.example.org:587"', "write the host alone and the port as smtp.port: 587"),
+    ("ca_file: missing.pem", "smtp.ca_file: .*missing.pem is not a file"),
+    ("password_command: [pass, {show: smtp}]", "smtp.password_command: must be a list of words"),
+])
+def test_smtp_settings_a_connection_would_trip_on_are_refused_at_their_key(
+        tmp_path, setting, expect):
+    job = offline_job(tmp_path, BODY + "recipients: [{email: a@example.org}]\n")
+    key = setting.partition(":")[0]
+    gone = (f"  {key}:", "  password_env:" if key.startswith("password") else f"  {key}:")
+    lines = [line for line in job.read_text().splitlines() if not line.startswith(gone)]
+    job.write_text("\n".join([*lines, f"  {setting}"]) + "\n")
+    with pytest.raises(JobError, match=expect.replace("(", r"\(")):
+        load_job(job)
+
+
+@given(host=st.text(st.sampled_from("ab.-é"), min_size=1, max_size=70))
+@settings(max_examples=60, deadline=None)
+def test_any_host_that_loads_can_be_handed_to_the_socket_layer(host):
+    """The job refuses what ``socket.getaddrinfo`` would crash on (UnicodeError) instead of
+    leaving it to the first connection."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        job = offline_job(Path(tmp), BODY + "recipients: [{email: a@example.org}]\n")
+        job.write_text(job.read_text().replace("host: 127.0.0.1", f"host: {json.dumps(host)}"))
+        try:
+            loaded = load_job(job)
+        except JobError:
+            return
+        loaded.smtp.host.encode("idna")
+
+
+@pytest.mark.parametrize(("person", "expect"), [
+    ('{"email": "ann@example.org", "name": {"first": "Ann"}}', "name: must be text, not a mapping"),
+    ('{"email": ["ann@example.org"], "name": "Ann"}', "email: must be text, not a list"),
+    ('{"email": true, "name": "Ann"}', "email: must be text, not a boolean"),
+])
+def test_a_recipient_address_or_name_that_is_not_text_is_refused_at_its_place(
+        tmp_path, person, expect):
+    """Else the name would travel as Python's ``{'first': 'Ann'}`` in the To header."""
+    with pytest.raises(JobError, match=expect) as caught:
+        _recipients(tmp_path, "people.json", f"[{person}]")
+    assert "people.json" in str(caught.value)

@@ -145,3 +145,17 @@ def test_a_stop_ends_the_render_pass_and_nothing_after_it_is_rendered(tmp_path, 
         assert pool.stopped
     assert [r.address for r, _, _ in results] == [f"p{i}@example.org" for i in range(3)]
     assert isinstance(results[2][1], Stop) and "took longer than 0.3 seconds" in results[2][1]
+
+
+@pytest.mark.parametrize("name", ["'../../etc/hostname'", "'/etc/hostname'", "'foot' ~ 'er.j2'"])
+def test_an_included_template_that_cannot_be_found_says_where_templates_are_looked_up(
+        tmp_path, name):
+    failure = _failure(tmp_path, f"Hi\n{{% include {name} %}}\n")
+    assert "not found; templates are looked up inside the job's folder" in str(failure)
+    assert "(ann@example.org)" in str(failure)
+
+
+def test_a_template_included_by_a_computed_name_that_is_not_utf8_says_so(tmp_path):
+    (tmp_path / "footer.j2").write_bytes(b"Gr\xfc\xdfe\n")
+    failure = _failure(tmp_path, "Hi\n{% include 'foot' ~ 'er.j2' %}\n")
+    assert "not UTF-8 (invalid start byte at byte 3); save the template" in str(failure)
