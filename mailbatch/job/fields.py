@@ -11,7 +11,7 @@ from typing import Any
 from mailbatch.errors import JobError
 from mailbatch.job.yamlfile import LineDict, line_of
 
-__all__ = ["Section", "kind_of", "path_problem", "place_problem"]
+__all__ = ["Section", "batch_problem", "kind_of", "path_problem", "place_problem"]
 
 MAX_NAME = 255  # bytes in one file name (NAME_MAX on Linux, macOS and the BSDs)
 MAX_PATH = 4095  # bytes in a whole path (PATH_MAX less its NUL)
@@ -43,6 +43,20 @@ def place_problem(name: str, text: str) -> str | None:
         return "it is empty"
     if name == "report" and (text.endswith(("/", "\\")) or Path(text).name in ("", ".", "..")):
         return "it names a folder, not a file name to add .json and .csv to"
+    return None
+
+
+def batch_problem(name: str) -> str | None:
+    """Why a rendered ``batch`` cannot name a batch: the journal tells batches apart by it,
+    and the report's and the outbox's names hold it, so it must be one file name's worth."""
+    if not name:
+        return "renders to nothing; a batch needs a name such as '{{ today }}' or '{{ iso_week }}'"
+    odd = next((c for c in name if c in "/\\" or not c.isprintable()), None)
+    if odd is not None or name in (".", ".."):
+        shown = repr(odd) if odd is not None else repr(name)
+        return (f"renders to {name!r}, and {shown} cannot be part of a batch name (it goes into "
+                "the report's and the outbox's file names); write '-' instead, e.g. "
+                "\"{{ now.strftime('%Y-%m') }}\"")
     return None
 
 

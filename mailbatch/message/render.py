@@ -20,7 +20,7 @@ import jinja2.nodes
 from mailbatch.errors import JobError, MailbatchError
 from mailbatch.job.addresses import Address, AddressError, ascii_address, is_valid_address
 from mailbatch.job.datafiles import load_data
-from mailbatch.job.fields import path_problem, place_problem
+from mailbatch.job.fields import batch_problem, path_problem, place_problem
 from mailbatch.job.model import LINE_BREAKS, AttachmentSpec, GeneratedSpec, Job, TemplateSource
 from mailbatch.job.recipients import Recipient
 from mailbatch.message.addressing import (
@@ -160,9 +160,9 @@ class Renderer:
         self.context = run_context(job, self.now)
         self.context["data"] = load_data(job)
         self.batch = self.string("batch", job.batch, self.context).strip()
-        if not self.batch:  # the journal tells batches apart by this name
-            raise JobError("renders to nothing; a batch needs a name such as '{{ today }}' "
-                           "or '{{ iso_week }}'", path=str(job.path), field="batch")
+        problem = batch_problem(self.batch)  # the journal, the report and the outbox use it
+        if problem:
+            raise JobError(problem, path=str(job.path), field="batch")
         self.context["batch"] = self.batch
         self.message_id_salt = message_id_salt
         self._domain = job.sender_domain  # parsed once, not per message

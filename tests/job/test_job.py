@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailbatch import load_job
 from mailbatch.errors import EXIT_CONFIG, EXIT_OK, JobError
+from mailbatch.job.fields import batch_problem
 from tests.helpers import write_job
 from tests.pipeline import make_job, offline_job, outline, parse, read_report, run_cli
 
@@ -240,6 +245,25 @@ def test_a_batch_name_that_renders_empty_is_refused(tmp_path, capsys, batch):
                            "a name such as '{{ today }}' or '{{ iso_week }}'")
 
 
+@pytest.mark.parametrize("batch, odd", [
+    ("\"{{ now.strftime('%m/%Y') }}\"", "'/'"),
+    ("'a/../../b'", "'/'"),
+    ("'..'", "'..'"),
+    ("\"a{{ '\\n' }}b\"", "'\\n'"),
+    ("'q\\3'", "'\\\\'"),
+])
+def test_a_batch_name_that_cannot_be_part_of_a_file_name_is_refused_before_anything_is_written(
+        tmp_path, capsys, batch, odd):
+    job = offline_job(tmp_path, VALID + f"    batch: {batch}\n")
+
+    code, err = run_cli(capsys, "--dry-run", str(job))
+
+    assert code == EXIT_CONFIG, err
+    assert f"{job}: batch: renders to " in err and f", and {odd} cannot be part" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "outbox").exists()
+
+
 @pytest.mark.parametrize("extra, field, words", [
     ("headers: {X-" + "N" * 75 + ": v}", "headers.X-" + "N" * 75, "at most 76 characters"),
     ("attachments: [{pattern: a.pdf, type: tëxt/plain}]", "attachments[0].type",
@@ -253,3 +277,11 @@ def test_header_names_and_types_too_long_for_a_header_line_or_not_ascii_are_refu
 
     assert err.field == field
     assert words in str(err)
+
+
+@given(st.text(max_size=40))
+def test_any_batch_name_that_is_accepted_stays_one_file_name_in_the_report_path(name):
+    if batch_problem(name) is None:
+        prefix = Path("reports") / f"job-{name}"
+        assert prefix.parent == Path("reports") and prefix.name == f"job-{name}"
+        assert name.isprintable() and name not in (".", "..")
