@@ -173,7 +173,7 @@ def load_job(path: str | Path) -> Job:
         bcc=top.texts("bcc"),
         headers=_headers(top),
         attachments=_attachments(top),
-        attachments_root=top.path_("attachments_root", base),
+        attachments_root=_folder(top, "attachments_root", base),
         data=_data(top, base),
         report=top.text("report", "reports/{{ job }}-{{ batch }}"),
         outbox=top.text("outbox", "outbox/{{ job }}-{{ batch }}"),
@@ -186,6 +186,16 @@ def load_job(path: str | Path) -> Job:
     )
     top.done()
     return job
+
+
+def _folder(top: Section, name: str, base: Path) -> Path | None:
+    """A folder that must exist: every attachment pattern is looked up under it, and a wrong
+    one would otherwise fail every recipient alike, one render failure each."""
+    path = top.path_(name, base)
+    if path is not None and not path.is_dir():
+        what = "is a file" if path.exists() else "does not exist"
+        raise top.error(f"{path} {what}; it must name the folder the attachments are in", name)
+    return path
 
 
 def _template(top: Section, kind: str, base: Path) -> TemplateSource | None:

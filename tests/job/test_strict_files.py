@@ -176,6 +176,20 @@ def test_a_path_no_file_system_could_open_is_refused_at_its_key(tmp_path, settin
         load_job(job)
 
 
+@pytest.mark.parametrize("make", ["missing", "file"])
+def test_an_attachments_root_that_is_not_a_folder_is_one_job_error_not_one_per_recipient(
+        tmp_path, make):
+    if make == "file":
+        (tmp_path / "nope").write_text("a file")
+    job = offline_job(tmp_path, "from: r@example.org\nsubject: Hi\ntext: x\n"
+                      "recipients: [{email: a@example.org}, {email: b@example.org}]\n"
+                      "attachments_root: nope\nattachments: ['*.pdf']\n")
+
+    with pytest.raises(JobError, match=r"attachments_root: .*nope (does not exist|is a file); "
+                                       "it must name the folder the attachments are in"):
+        load_job(job)
+
+
 def test_a_job_without_an_smtp_section_is_a_clear_error(tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text("from: r@example.org\nsubject: x\ntext: y\nrecipients: [{email: a@x.org}]\n")
