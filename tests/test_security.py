@@ -354,6 +354,21 @@ def test_an_attachment_symlink_pointing_outside_the_job_folder_is_refused(
     assert smtp_server.messages == []
 
 
+def test_a_link_to_nothing_among_the_attachments_is_no_file_not_a_file_outside_the_root(
+        tmp_path):
+    from mailbatch.message.attachments import AttachmentProblem, find
+
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "ok.pdf").write_bytes(b"%PDF")
+    os.symlink("/nonexistent/p.pdf", tmp_path / "files" / "gone.pdf")
+
+    assert [a.filename for a in find("files/*.pdf", tmp_path)] == ["ok.pdf"]
+    assert find("files/gone.pdf", tmp_path) == []  # "matches no file", said by the renderer
+    with pytest.raises(AttachmentProblem, match="outside the attachments root"):
+        os.symlink("/etc/hostname", tmp_path / "files" / "out.pdf")
+        find("files/*.pdf", tmp_path)
+
+
 def test_attachments_root_allows_a_folder_outside_the_job_folder_on_purpose(
         smtp_server, ca_file, tmp_path, password_env, capsys):
     shared = tmp_path / "shared"
