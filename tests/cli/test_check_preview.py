@@ -291,3 +291,19 @@ def test_check_warns_about_a_password_file_others_can_read_without_reading_it(
     assert f"mailbatch: warning: password: {tmp_path / 'pw.txt'} is readable by group or " \
            f"others; run: chmod 600 {tmp_path / 'pw.txt'}" in err
     assert PASSWORD not in out + err
+
+
+def test_check_warns_when_the_state_dir_cannot_be_made_and_leaves_nothing_behind(
+        smtp_server, ca_file, tmp_path, password_env, capsys):
+    (tmp_path / "taken").write_text("a file where the state folder would go")
+    job = write_job(tmp_path, JOB + "state_dir: taken/state\n" + smtp_block(smtp_server, ca_file),
+                    FILES)
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    assert main(["check", str(job)]) == 0
+
+    err = capsys.readouterr().err
+    assert f"mailbatch: warning: state_dir: {tmp_path / 'taken'} is a file, not a folder; " \
+           "'mailbatch run' would stop there (exit 74)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert main(["run", str(job)]) == 74
