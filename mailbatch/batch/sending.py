@@ -14,8 +14,9 @@ from mailbatch.batch.lock import JobLock
 from mailbatch.batch.spool import Spool
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient, iter_recipients
-from mailbatch.message.attachments import AttachmentCache, AttachmentProblem
+from mailbatch.message.attachments import AttachmentProblem
 from mailbatch.message.compose import compose
+from mailbatch.message.parts import AttachmentCache
 from mailbatch.message.render import Rendered, Renderer, RenderFailure
 from mailbatch.smtp.transport import Envelope, Outcome
 

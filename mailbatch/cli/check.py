@@ -19,9 +19,10 @@ from mailbatch.cli.boundary import size_text
 from mailbatch.errors import RenderError
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient, duplicate_failure, iter_recipients
-from mailbatch.message.attachments import Attachment, AttachmentCache, AttachmentProblem
+from mailbatch.message.attachments import Attachment, AttachmentProblem
 from mailbatch.message.compose import compose
 from mailbatch.message.inline import InlineImage
+from mailbatch.message.parts import AttachmentCache
 from mailbatch.message.render import Rendered, Renderer, RenderFailure
 from mailbatch.message.renderpool import RenderPool, Result
 from mailbatch.smtp.credentials import describe, get_secret

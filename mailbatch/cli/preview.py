@@ -20,9 +20,10 @@ from mailbatch.cli.boundary import printable, size_text
 from mailbatch.errors import RenderError, UsageError
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient, iter_recipients
-from mailbatch.message.attachments import Attachment, AttachmentCache, AttachmentProblem
+from mailbatch.message.attachments import Attachment, AttachmentProblem
 from mailbatch.message.compose import compose
 from mailbatch.message.inline import InlineImage, rewrite_references
+from mailbatch.message.parts import AttachmentCache
 from mailbatch.message.proof import prove
 from mailbatch.message.render import Renderer, RenderFailure
 

@@ -27,9 +27,9 @@ import re
 import time
 from email.utils import formatdate
 
-from mailbatch.message.attachments import AttachmentCache, base64_lines
 from mailbatch.message.headers import MAX_LINE, MAX_OCTETS, header, unstructured
 from mailbatch.message.inline import inline_parts
+from mailbatch.message.parts import AttachmentCache, base64_lines
 from mailbatch.message.render import Rendered, RenderFailure
 from mailbatch.message.template_errors import unencodable
 

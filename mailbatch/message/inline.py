@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailbatch.message.attachments import Attachment, AttachmentCache, AttachmentProblem, find
+from mailbatch.message.attachments import Attachment, AttachmentProblem, find
 from mailbatch.message.drawer import ensure
+from mailbatch.message.parts import AttachmentCache
 
 __all__ = ["ImageSet", "InlineImage", "collecting", "current", "inline_parts", "place_generated",
            "referenced", "rewrite_references"]

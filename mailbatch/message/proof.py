@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from mailbatch.message.attachments import Attachment, AttachmentCache
+from mailbatch.message.attachments import Attachment
 from mailbatch.message.compose import compose
 from mailbatch.message.inline import InlineImage
+from mailbatch.message.parts import AttachmentCache
 from mailbatch.message.render import Rendered, RenderFailure
 from mailbatch.message.template_errors import unencodable
 

@@ -27,8 +27,8 @@ from mailbatch.errors import (
 )
 from mailbatch.job.model import Job
 from mailbatch.job.recipients import Recipient
-from mailbatch.message.attachments import AttachmentCache
 from mailbatch.message.compose import compose
+from mailbatch.message.parts import AttachmentCache
 from mailbatch.message.render import Rendered
 from mailbatch.smtp.credentials import get_secret
 from mailbatch.smtp.transport import SmtpTransport

@@ -17,8 +17,8 @@ from mailbatch.errors import EXIT_CONFIG, EXIT_DATA
 from mailbatch.job.model import load_job
 from mailbatch.job.recipients import iter_recipients
 from mailbatch.message import charts
-from mailbatch.message.attachments import AttachmentCache
 from mailbatch.message.compose import compose
+from mailbatch.message.parts import AttachmentCache
 from mailbatch.message.render import Renderer
 from mailbatch.message.renderpool import CHUNK, START_AT, RenderPool
 from tests.helpers import write_job

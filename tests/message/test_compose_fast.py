@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 import mailbatch.message.compose
 from mailbatch.job.addresses import Address, parse_addresses
 from mailbatch.job.recipients import Recipient
-from mailbatch.message.attachments import Attachment, AttachmentCache, content_type_for
+from mailbatch.message.attachments import Attachment, content_type_for
 from mailbatch.message.compose import compose
 from mailbatch.message.headers import encoded_words
+from mailbatch.message.parts import AttachmentCache
 from mailbatch.message.render import Rendered
 
 SMTP = email.policy.SMTP.clone(cte_type="7bit")

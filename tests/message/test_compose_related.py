@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 import mailbatch.message.compose
 from mailbatch.job.addresses import Address
 from mailbatch.job.recipients import Recipient
-from mailbatch.message.attachments import Attachment, AttachmentCache
+from mailbatch.message.attachments import Attachment
 from mailbatch.message.compose import compose
 from mailbatch.message.inline import InlineImage
+from mailbatch.message.parts import AttachmentCache
 from mailbatch.message.render import Rendered
 from tests.reportfiles import png
 

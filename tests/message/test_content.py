@@ -169,11 +169,11 @@ def test_an_inline_image_outside_the_root_missing_or_not_an_image_is_a_render_er
 
 
 def test_an_image_shared_by_the_batch_is_read_and_encoded_once(tmp_path, monkeypatch):
-    from mailbatch.message import attachments
+    from mailbatch.message import parts
 
     encoded = []
-    real = attachments.base64_lines
-    monkeypatch.setattr(attachments, "base64_lines",
+    real = parts.base64_lines
+    monkeypatch.setattr(parts, "base64_lines",
                         lambda data: encoded.append(len(data)) or real(data))
     page = '<img src="{{ inline_image("img/logo.png") }}">\n'
 

@@ -26,8 +26,9 @@ from hypothesis import strategies as st
 
 from mailbatch.job.addresses import Address, is_valid_address, tidy_name
 from mailbatch.job.recipients import Recipient
-from mailbatch.message.attachments import Attachment, AttachmentCache, content_type_for
+from mailbatch.message.attachments import Attachment, content_type_for
 from mailbatch.message.compose import compose
+from mailbatch.message.parts import AttachmentCache
 from mailbatch.message.render import Rendered
 from tests.mailcheck import addresses, message_parts, parse, strict_addresses, wire_problems
 

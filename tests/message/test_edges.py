@@ -13,8 +13,9 @@ import pytest
 from mailbatch import load_job
 from mailbatch.job.addresses import Address
 from mailbatch.job.recipients import iter_recipients
-from mailbatch.message.attachments import AttachmentCache, find
+from mailbatch.message.attachments import find
 from mailbatch.message.compose import compose
+from mailbatch.message.parts import AttachmentCache
 from mailbatch.message.render import Renderer, RenderFailure
 from tests.mailcheck import (
     addresses,
