@@ -58,7 +58,7 @@ class Sink:
         self.mode = mode
         self.host = "127.0.0.1"
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "sink.py"), "--cert", str(server_pem),
+            [sys.executable, str(HERE / "sinkserver.py"), "--cert", str(server_pem),
              "--key", str(server_pem), "--mode", mode],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
         )

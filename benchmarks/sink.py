@@ -13,24 +13,18 @@ arrive in two reads (a small write trailing the ".", or a group across a 4 KiB b
 waits for its own delayed ACK, some 40 ms, as it would against Postfix. ``fast`` is the first
 sink: asyncio's TLS, TCP_NODELAY, replies written once per read of the socket.
 
-Run as its own process: ``python benchmarks/sink.py --cert C --key K [--mode mta|fast]``. It
-prints one JSON line ``{"port": N}`` on stdout once listening, then answers control commands
-read from stdin, one per line: ``stats`` (print counters as JSON), ``reset`` (zero them,
-print them), ``quit``. It exits when stdin closes, so it cannot outlive the harness.
+It runs as its own process, ``python benchmarks/sinkserver.py`` (see there); ``mta`` mode's
+protocol is in sink_mta.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
-import json
 import socket
-import ssl
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-__all__ = ["MODES", "PASSWORD", "USER", "Counters", "SmtpSink", "main"]
+__all__ = ["MODES", "PASSWORD", "USER", "Counters", "SmtpSink"]
 
 USER = "bench"
 PASSWORD = "bench-password-not-secret"
@@ -282,58 +276,3 @@ class SmtpSink(asyncio.BufferedProtocol):
         else:
             self.counters.auth_failures += 1
             self.reply(b"535 5.7.8 authentication credentials invalid\r\n")
-
-
-async def _control(counters: Counters) -> None:
-    """Answer stats/reset on stdin; return (ending the sink) when stdin closes or says quit."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := await reader.readline():
-        command = line.strip().decode()
-        if command == "quit":
-            return
-        if command == "reset":
-            for field in asdict(counters):
-                setattr(counters, field, 0)
-        print(json.dumps(asdict(counters)), flush=True)
-
-
-async def serve(cert: str, key: str, host: str, port: int, mode: str = "mta") -> None:
-    """Listen with implicit TLS until the control channel ends."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    counters = Counters()
-    loop = asyncio.get_running_loop()
-    if mode == "mta":  # TLS in the protocol, record by record
-        from sink_mta import MtaLikeSink  # imported here: this file also runs as a script
-
-        server = await loop.create_server(
-            lambda: MtaLikeSink(counters, context), host, port, backlog=512,
-            reuse_address=True)
-    else:
-        server = await loop.create_server(
-            lambda: SmtpSink(counters), host, port, ssl=context, backlog=512,
-            reuse_address=True)
-    bound = server.sockets[0].getsockname()[1]
-    print(json.dumps({"port": bound}), flush=True)
-    async with server:
-        await _control(counters)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cert", required=True, help="PEM certificate chain for the server")
-    parser.add_argument("--key", required=True, help="PEM private key for the server")
-    parser.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--mode", choices=MODES, default="mta",
-                        help="mta: Nagle on and replies written as Postfix writes them "
-                             "(default); fast: TCP_NODELAY and asyncio's TLS")
-    args = parser.parse_args(argv)
-    asyncio.run(serve(args.cert, args.key, args.host, args.port, args.mode))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
