@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG_MAIN, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mailbatch {__version__}")
+    # Also before the command (mailbatch -q run JOB), as people write them for other tools;
+    # their own dests, since a subcommand's defaults would overwrite what was parsed here.
+    parser.add_argument("-q", "--quiet", dest="quiet_before", action="store_true",
+                        help="print errors only (also after the command)")
+    parser.add_argument("-v", "--verbose", dest="verbose_before", action="count", default=0,
+                        help="print progress details, -vv for debug (also after the command)")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     common.add_argument("-v", "--verbose", action="count", default=0,
@@ -124,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     standard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.quiet = args.quiet or args.quiet_before
+    args.verbose += args.verbose_before
     restore = _configure_logging(args.quiet, args.verbose, getattr(args, "debug_smtp", False))
     args.stop = threading.Event()
     stdout, sys.stdout = sys.stdout, GuardedStdout(sys.stdout)

@@ -115,8 +115,9 @@ def test_off_a_terminal_a_run_prints_only_its_summary_line(job_path, smtp_server
     assert "3 sent; report: " in err
 
 
-def test_off_a_terminal_verbose_progress_is_timestamped_log_lines(job_path, capsys):
-    assert main(["run", "-v", str(job_path)]) == 0
+@pytest.mark.parametrize("argv", [["run", "-v"], ["-v", "run"]])
+def test_off_a_terminal_verbose_progress_is_timestamped_log_lines(argv, job_path, capsys):
+    assert main([*argv, str(job_path)]) == 0
 
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "] " in line and "/3]" in line]
@@ -138,8 +139,9 @@ def test_verbose_says_each_refusal_and_the_summary_once(job_path, smtp_server, c
     assert len([line for line in err.splitlines() if "report: " in line]) == 1, err
 
 
-def test_quiet_prints_nothing_when_every_message_is_sent(job_path, smtp_server, capsys):
-    assert main(["run", "-q", str(job_path)]) == 0
+@pytest.mark.parametrize("argv", [["run", "-q"], ["-q", "run"], ["--quiet", "run"]])
+def test_quiet_prints_nothing_when_every_message_is_sent(argv, job_path, smtp_server, capsys):
+    assert main([*argv, str(job_path)]) == 0
 
     assert capsys.readouterr() == ("", "")
     assert len(smtp_server.messages) == 3
