@@ -34,6 +34,17 @@ def smtp_server(ca: trustme.CA) -> Iterator[SmtpTestServer]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def module_smtp_server(ca: trustme.CA) -> Iterator[SmtpTestServer]:
+    """One server for every test (or hypothesis example) of a module, each resetting it, with
+    the test password in the environment meanwhile (a module's fixture cannot use
+    ``monkeypatch``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PASSWORD_ENV, PASSWORD)
+        with SmtpTestServer(ca) as server:
+            yield server
+
+
 @pytest.fixture
 def smtp_server_factory(ca: trustme.CA) -> Iterator[Callable[..., SmtpTestServer]]:
     """make(**options) starts a server with those options; all are stopped after the test."""

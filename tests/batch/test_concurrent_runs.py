@@ -4,7 +4,6 @@ from the state the run left the recipient in, and a run that finds another state
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 from collections import Counter
@@ -20,22 +19,8 @@ from mailbatch.batch import runner
 from mailbatch.batch.journal import Journal
 from mailbatch.errors import EXIT_IO, EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL, StateError
 from tests.batchjobs import addresses, batch_job, run_batch
-from tests.helpers import PASSWORD_ENV
-from tests.smtpserver import PASSWORD, SmtpTestServer
 
 RETRY = {"attempts": 6, "backoff": 0.001, "max_backoff": 0.005, "max_time": 30}
-
-
-@pytest.fixture(scope="module")
-def server(ca) -> Iterator[SmtpTestServer]:
-    saved = os.environ.get(PASSWORD_ENV)
-    os.environ[PASSWORD_ENV] = PASSWORD
-    with SmtpTestServer(ca) as server:
-        yield server
-    if saved is None:
-        os.environ.pop(PASSWORD_ENV, None)
-    else:
-        os.environ[PASSWORD_ENV] = saved
 
 
 @contextmanager
@@ -62,13 +47,14 @@ def test_a_state_change_from_a_state_the_run_did_not_leave_stops_the_run(tmp_pat
        slow=st.none() | st.tuples(st.integers(1, 3), st.sampled_from([0.01, 0.05])),
        pipelining=st.booleans())
 def test_two_runs_of_one_batch_at_once_deliver_each_recipient_at_most_once(
-        server, ca_file, monkeypatch, n, tempfail, slow, pipelining):
-    server.reset()
-    server.set_faults(tempfail_every=tempfail, slow_data_reply=slow)
-    server.pipelining = pipelining
+        module_smtp_server, ca_file, monkeypatch, n, tempfail, slow, pipelining):
+    module_smtp_server.reset()
+    module_smtp_server.set_faults(tempfail_every=tempfail, slow_data_reply=slow)
+    module_smtp_server.pipelining = pipelining
     monkeypatch.setattr(runner, "job_lock", no_lock)
     with tempfile.TemporaryDirectory() as tmp:
-        job = batch_job(Path(tmp), server, ca_file, n, retry=RETRY, extra="batch: fixed\n")
+        job = batch_job(Path(tmp), module_smtp_server, ca_file, n, retry=RETRY,
+                        extra="batch: fixed\n")
         outcomes: list = []
         start = threading.Barrier(2)
 
@@ -82,19 +68,19 @@ def test_two_runs_of_one_batch_at_once_deliver_each_recipient_at_most_once(
         for thread in threads:
             thread.join(60)
 
-        assert max(server.received_count_by_rcpt().values(), default=0) <= 1
+        assert max(module_smtp_server.received_count_by_rcpt().values(), default=0) <= 1
         for outcome in outcomes:
             assert outcome.code in (EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL, EXIT_IO), outcome.error
             if outcome.code == EXIT_IO:
                 assert "another run" in outcome.error, outcome.error
 
-        server.set_faults(tempfail_every=None, slow_data_reply=None)
+        module_smtp_server.set_faults(tempfail_every=None, slow_data_reply=None)
         final = run_batch(job)
 
-        received = server.received_count_by_rcpt()
+        received = module_smtp_server.received_count_by_rcpt()
         assert max(received.values()) == 1
         assert set(final.statuses.values()) <= {"sent", "uncertain"}
         assert {a for a, s in final.statuses.items() if s == "sent"} <= set(received)
         assert set(received) <= set(addresses(n))
-    server.pipelining = True
+    module_smtp_server.pipelining = True
     assert Counter(received)  # something was delivered

@@ -6,13 +6,10 @@ and answers to the end of DATA that are no verdict; a resume follows any run tha
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,26 +22,11 @@ from mailbatch.errors import (
     EXIT_UNAVAILABLE,
 )
 from tests.batchjobs import batch_job, run_batch
-from tests.helpers import PASSWORD_ENV
-from tests.smtpserver import PASSWORD, SmtpTestServer
 
 SLOW = 0.8  # a slow reply: longer than the client's timeout below
 TIMEOUT = 0.4
 RETRY = {"attempts": 6, "backoff": 0.001, "max_backoff": 0.005, "max_time": 30}
 MAX_RUNS = 8  # a run plus resumes; the faults below always let a batch finish in fewer
-
-
-@pytest.fixture(scope="module")
-def server(ca) -> Iterator[SmtpTestServer]:
-    """One server for all examples: reset and given new faults for each."""
-    saved = os.environ.get(PASSWORD_ENV)
-    os.environ[PASSWORD_ENV] = PASSWORD
-    with SmtpTestServer(ca) as server:
-        yield server
-    if saved is None:
-        os.environ.pop(PASSWORD_ENV, None)
-    else:
-        os.environ[PASSWORD_ENV] = saved
 
 
 def every(low: int, high: int) -> st.SearchStrategy[int | None]:
@@ -73,14 +55,14 @@ schedules = st.fixed_dictionaries({
 @given(rejected=st.lists(st.booleans(), min_size=1, max_size=6), faults=schedules,
        per_connection=st.integers(0, 3))
 def test_any_fault_schedule_delivers_each_recipient_exactly_once_or_refuses_it(
-        server, ca_file, rejected, faults, per_connection):
+        module_smtp_server, ca_file, rejected, faults, per_connection):
     listed = [f"{'bad' if bad else 'user'}{i}@example.org" for i, bad in enumerate(rejected)]
     good = [a for a in listed if a.startswith("user")]
-    server.reset()
-    server.set_faults(reject_pattern="^bad", **faults)
+    module_smtp_server.reset()
+    module_smtp_server.set_faults(reject_pattern="^bad", **faults)
     with tempfile.TemporaryDirectory() as tmp:
-        job = batch_job(Path(tmp), server, ca_file, listed, timeout=TIMEOUT, retry=RETRY,
-                        max_messages_per_connection=per_connection)
+        job = batch_job(Path(tmp), module_smtp_server, ca_file, listed, timeout=TIMEOUT,
+                        retry=RETRY, max_messages_per_connection=per_connection)
         codes = []
         for _ in range(MAX_RUNS):
             result = run_batch(job)
@@ -89,21 +71,22 @@ def test_any_fault_schedule_delivers_each_recipient_exactly_once_or_refuses_it(
             # 5: ten failures in a row (max_failures): the rest pending, the next run resumes.
             assert result.code in (EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL, EXIT_NOPERM,
                                    EXIT_UNAVAILABLE, EXIT_FAILURES), result.error
-            received = server.received_count_by_rcpt()
+            received = module_smtp_server.received_count_by_rcpt()
             if result.report is not None:  # a run refused at its first login writes none
                 # never a `sent` row the server does not have; `uncertain` ones it has too
                 sent = [a for a, s in result.statuses.items() if s in ("sent", "uncertain")]
                 assert all(received[a] == 1 for a in sent), (result.statuses, received)
             if result.code == EXIT_NOPERM:
-                server.set_faults(fail_login_after=None)  # the password was fixed
-            server.set_faults(defer_pattern=None)  # the greylisting period is over
+                module_smtp_server.set_faults(fail_login_after=None)  # the password was fixed
+            module_smtp_server.set_faults(defer_pattern=None)  # the greylisting period is over
             if len(codes) == 3:
-                server.set_faults(tempfail_pattern=None)  # so was the full mailbox
+                module_smtp_server.set_faults(tempfail_pattern=None)  # so was the full mailbox
             if result.code in (EXIT_OK, EXIT_PARTIAL):
                 break
 
     assert codes[-1] in (EXIT_OK, EXIT_PARTIAL), codes
-    assert server.received_count_by_rcpt() == Counter(good)  # each once, no rejected one
+    # each once, no rejected one
+    assert module_smtp_server.received_count_by_rcpt() == Counter(good)
     final = result.statuses
     assert set(final) == set(listed)
     assert {a for a, s in final.items() if s == "refused"} == set(listed) - set(good)
