@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from mailbatch.job.model import load_job
 from mailbatch.service import watch
 from mailbatch.service.scheduler import Service
@@ -53,13 +51,6 @@ def drop_bad_files(folder: Path, server, ca_file) -> list[Path]:
         else:
             path.write_text(content)
     return [path.rename(folder / path.name) for path in sorted(incoming.iterdir())]
-
-
-@pytest.fixture
-def jobs(tmp_path: Path) -> Path:
-    folder = tmp_path / "jobs"
-    folder.mkdir()
-    return folder
 
 
 def test_bad_job_files_dropped_into_the_folder_never_stop_the_service_or_the_other_jobs(

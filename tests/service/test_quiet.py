@@ -8,21 +8,12 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from mailbatch.batch.journal import Journal
 from mailbatch.batch.runner import run
 from mailbatch.job.model import load_job
 from mailbatch.service.scheduler import Service
 from tests.clock import FakeClock
 from tests.scheduled import OWNER, ServiceProcess, runs_seen, write_scheduled
-
-
-@pytest.fixture
-def jobs(tmp_path: Path) -> Path:
-    folder = tmp_path / "jobs"
-    folder.mkdir()
-    return folder
 
 
 def summaries(server, job: str | None = None) -> list[str]:

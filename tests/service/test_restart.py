@@ -5,20 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from pathlib import Path
-
-import pytest
 
 from mailbatch.service.scheduler import Service
 from tests.clock import FakeClock
 from tests.scheduled import ServiceProcess, runs_seen, write_scheduled
-
-
-@pytest.fixture
-def jobs(tmp_path: Path) -> Path:
-    folder = tmp_path / "jobs"
-    folder.mkdir()
-    return folder
 
 
 def test_the_last_run_survives_a_restart_so_a_monitor_still_sees_the_failure(

@@ -38,13 +38,6 @@ def last_runs(service: Service) -> dict[str, dict | None]:
 
 
 @pytest.fixture
-def jobs(tmp_path: Path) -> Path:
-    folder = tmp_path / "jobs"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(START)
 

@@ -8,7 +8,6 @@ import logging
 import re
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,13 +17,6 @@ from tests.clock import FakeClock
 from tests.scheduled import write_scheduled
 
 UTC = dt.UTC
-
-
-@pytest.fixture
-def jobs(tmp_path: Path) -> Path:
-    folder = tmp_path / "jobs"
-    folder.mkdir()
-    return folder
 
 
 def tick_through(service: Service, clock: FakeClock, hours: float, step_seconds: float) -> None:

@@ -22,13 +22,6 @@ from tests.scheduled import ServiceProcess, write_scheduled
 PEOPLE = tuple(f"user{n:02d}" for n in range(1, 21))
 
 
-@pytest.fixture
-def jobs(tmp_path: Path) -> Path:
-    folder = tmp_path / "jobs"
-    folder.mkdir()
-    return folder
-
-
 def interrupt(path: Path, now: dt.datetime, after: int) -> None:
     """Run the job at ``now`` and stop it (as SIGTERM does) after ``after`` messages."""
     stop = threading.Event()
