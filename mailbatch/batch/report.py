@@ -19,8 +19,8 @@ from typing import IO, Any
 from mailbatch.batch.journal import Entry
 from mailbatch.errors import EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL, StateError
 
-__all__ = ["CSV_COLUMNS", "Report", "atomic_file", "check_writable", "exit_code_for",
-           "recipient_record", "sent_in_report", "write_report"]
+__all__ = ["CSV_COLUMNS", "Report", "atomic_file", "cannot_create_in", "check_writable",
+           "exit_code_for", "recipient_record", "sent_in_report", "write_report"]
 
 _UMASK = os.umask(0o022)  # read once, at import (before any thread): os.umask only sets it
 os.umask(_UMASK)
@@ -138,17 +138,27 @@ def check_writable(report: Report) -> None:
             raise StateError(f"{path}: cannot write the report: a folder of that name is in "
                              "the way; move it, or change report in the job file; nothing "
                              "was sent")
-        folder = path.parent
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        try:
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-            os.close(fd)
-            os.unlink(tmp)
-        except OSError as err:
-            raise StateError(f"{path}: cannot write the report: {err.strerror or err} "
-                             f"({folder}); check the report folder is writable; nothing was "
-                             "sent") from None
+        problem = cannot_create_in(path.parent)
+        if problem is not None:
+            folder, why = problem
+            raise StateError(f"{path}: cannot write the report: {why} ({folder}); check the "
+                             "report folder is writable; nothing was sent")
+
+
+def cannot_create_in(folder: Path) -> tuple[Path, str] | None:
+    """(the folder tried, why) if no file can be made in ``folder``, or, while it does not
+    exist yet, in the nearest folder above it that does; None if one can. A file is created
+    there and removed at once: nothing is left, and no folder is made."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".mailbatch-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        return probe, err.strerror or str(err)
+    return None
 
 
 _HEAD_END = ',\n  "recipients": ['

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mailbatch.batch.journal import Journal
+from mailbatch.batch.report import cannot_create_in
 from mailbatch.cli.boundary import size_text
 from mailbatch.errors import RenderError
 from mailbatch.job.model import Job
@@ -130,23 +130,6 @@ class CheckSummary:
         return lines
 
 
-def _unwritable(folder: Path) -> str | None:
-    """Why the run could not make its journal and lock in ``folder``: a file is created and
-    removed in it, or in the nearest folder above it that exists (nothing is left behind)."""
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is a file, not a folder"
-    try:
-        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".mailbatch-check-")
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as err:
-        return f"cannot write in {probe} ({err.strerror or err})"
-    return None
-
-
 def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
           debug_smtp: bool = False) -> CheckSummary:
     """Render and compose every message, read every attachment; with ``connect``, log in and
@@ -162,9 +145,11 @@ def check(job: Job, *, now: dt.datetime | None = None, connect: bool = False,
                                   f"{', certificate NOT verified' if not s.verify else ''})")
     if problem:
         summary.warnings.append(f"password: {problem}")
-    if job.state_dir is not None and (problem := _unwritable(job.state_dir)):
-        summary.warnings.append(f"state_dir: {problem}; 'mailbatch run' would stop there "
-                                "(exit 74) before sending; choose a folder it can write")
+    if job.state_dir is not None and (unusable := cannot_create_in(job.state_dir)):
+        folder, why = unusable
+        what = "is a file, not a folder" if folder.is_file() else f"cannot be written ({why})"
+        summary.warnings.append(f"state_dir: {folder} {what}; 'mailbatch run' would stop "
+                                "there (exit 74) before sending; choose a folder it can write")
     failures: list[tuple[int, str]] = []  # (list position, text), as the run lists them
     files: dict[Path, int] = {}
     images: dict[Path, int] = {}
