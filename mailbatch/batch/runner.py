@@ -161,15 +161,15 @@ def run(job: Job, options: RunOptions | None = None) -> Report:
             journal = stack.enter_context(Journal(job.state_dir / f"{job.name}.sqlite"))
             journal.claim(job.path)
         if test:
-            name = _test_batch(job, renderer, options, now, context)
+            name = _test_batch(job, renderer, options, context, now)
             batch, resumed = journal.create(name, now), False
         else:
             info, resumed = batch_to_run(
                 job, journal, renderer.batch, options.batch, options.new_batch, now,
                 options.leave_unfinished,
                 None if options.dry_run else
-                lambda name: _new_report(job, renderer, name, False, options, now,
-                                         {**context, "batch": name}).json_path)
+                lambda name: _json_path(_report_prefix(job, renderer, options,
+                                                       {**context, "batch": name})))
             batch = info.batch
             if batch != renderer.batch or info.clock != now:
                 # A resume renders with the batch's own clock, so its dates are the ones the
@@ -289,32 +289,42 @@ def _transport(job: Job, renderer: Renderer, context: dict[str, Any],
     return SmtpTransport(job.smtp, lambda: get_secret(job.smtp, job.path), debug=options.debug_smtp)
 
 
-def _new_report(job: Job, renderer: Renderer, batch: str, resumed: bool, options: RunOptions,
-                now: dt.datetime, context: dict[str, Any]) -> Report:
+def _report_prefix(job: Job, renderer: Renderer, options: RunOptions,
+                   context: dict[str, Any]) -> Path:
+    """Where a batch's report goes, without ``.json`` or ``.csv``."""
     prefix = job.folder / renderer.string("report", job.report, context)
     prefix = prefix.with_name(re.sub(r"[^\w.@+-]", "_", prefix.name))
     if options.dry_run:  # never overwrite the real delivery report of the same batch
         prefix = prefix.with_name(prefix.name + "-dry-run")
+    return prefix
+
+
+def _json_path(prefix: Path) -> Path:
+    return prefix.with_name(prefix.name + ".json")  # not with_suffix: "2026.11" keeps its ".11"
+
+
+def _new_report(job: Job, renderer: Renderer, batch: str, resumed: bool, options: RunOptions,
+                now: dt.datetime, context: dict[str, Any]) -> Report:
+    prefix = _report_prefix(job, renderer, options, context)
     return Report(
         job=job.name, job_file=str(job.path), batch=batch, resumed=resumed,
         dry_run=options.dry_run, started=now.isoformat(timespec="seconds"), finished="",
         server={"host": job.smtp.host, "port": job.smtp.port, "security": job.smtp.security,
                 "username": job.smtp.username},
-        counts={}, json_path=prefix.with_name(prefix.name + ".json"),
+        counts={}, json_path=_json_path(prefix),
         csv_path=prefix.with_name(prefix.name + ".csv"),
     )
 
 
-def _test_batch(job: Job, renderer: Renderer, options: RunOptions, now: dt.datetime,
-                context: dict[str, Any]) -> str:
+def _test_batch(job: Job, renderer: Renderer, options: RunOptions, context: dict[str, Any],
+                now: dt.datetime) -> str:
     """A test send's batch name, ``test-20261130T081500``, or ``...#2`` when a test send of
     the same second already wrote that report: each keeps its own."""
     base = f"test-{now:%Y%m%dT%H%M%S}"
     for n in itertools.count(1):
         name = base if n == 1 else f"{base}#{n}"
-        path = _new_report(job, renderer, name, False, options, now,
-                           {**context, "batch": name}).json_path
-        if path is None or not path.exists():
+        prefix = _report_prefix(job, renderer, options, {**context, "batch": name})
+        if not _json_path(prefix).exists():
             return name
     raise AssertionError("unreachable")
 
