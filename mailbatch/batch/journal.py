@@ -211,14 +211,14 @@ class Journal:
         """Forget ``batch`` if no run of it ever began sending (every recipient pending and
         never tried): its run stopped before the first message, at the password, the
         connection or the login. Nobody can have had its message, so a newer batch may take
-        its place. False, and nothing changed, if it had begun meanwhile."""
-        begun = self._execute(f"SELECT COUNT(*) FROM deliveries d WHERE d.batch = ? AND {_BEGUN}",
-                              (batch,)).fetchone()[0]
-        if begun:
-            return False
-        self._execute("DELETE FROM deliveries WHERE batch = ?", (batch,))
-        self._execute("DELETE FROM batches WHERE batch = ?", (batch,))
-        return True
+        its place. False, and nothing changed, if it had begun after all: the condition is
+        the delete's own, not the caller's reading of it."""
+        dropped = self._execute(
+            "DELETE FROM batches WHERE batch = ? AND NOT EXISTS (SELECT 1 FROM deliveries d"
+            f" WHERE d.batch = ? AND {_BEGUN})", (batch, batch)).rowcount
+        if dropped:
+            self._execute("DELETE FROM deliveries WHERE batch = ?", (batch,))
+        return bool(dropped)
 
     # -- recipients ------------------------------------------------------------------------
 

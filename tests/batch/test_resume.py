@@ -462,3 +462,21 @@ def test_a_batch_whose_run_stopped_before_its_first_message_is_resumed_the_same_
     assert again.code == EXIT_OK
     assert again.report["batch"] == BATCH and again.report["resumed"] is True
     assert smtp_server.received_count_by_rcpt() == Counter(addresses(3))
+
+
+@pytest.mark.parametrize("tried", [("deferred", 1), ("pending", 1), ("sent", 1)])
+def test_a_batch_is_never_dropped_once_a_recipient_of_it_was_tried(tmp_path, tried):
+    status, attempts = tried
+    with Journal(tmp_path / "job.sqlite") as journal:
+        batch = journal.create("2026-03-02", NOW)
+        for key in ("a@example.org", "b@example.org"):
+            journal.register(batch, key, 0, key, f"<{key}>", [])
+        journal.mark(batch, "a@example.org", status, attempts=attempts)
+
+        assert journal.drop_unbegun(batch) is False
+        assert journal.find(batch) is not None and journal.counts(batch)["pending"] >= 1
+
+        untried = journal.create("2026-03-03", NOW)
+        journal.register(untried, "a@example.org", 0, "a@example.org", "<a>", [])
+        assert journal.drop_unbegun(untried) is True
+        assert journal.find(untried) is None and journal.counts(untried)["pending"] == 0
