@@ -66,10 +66,10 @@ def find(pattern: str, root: Path, content_type: str | None = None, *,
     found = []
     seen: set[str] = set()
     for name in names:
-        if not os.path.exists(name):  # a link to nothing: no file, wherever it points
-            continue
         real = os.path.realpath(name)
         if not (real + os.sep).startswith(inside):
+            if not os.path.exists(name):  # a link to nothing: no file, wherever it points
+                continue
             raise AttachmentProblem(f"attachment {_shown(name)} is outside the attachments "
                                     f"root {real_root}; set attachments_root if that is "
                                     "intended")
