@@ -20,7 +20,8 @@ from mailbatch.batch.journal import Entry
 from mailbatch.errors import EXIT_OK, EXIT_PARTIAL, EXIT_TEMPFAIL, StateError
 
 __all__ = ["CSV_COLUMNS", "Report", "atomic_file", "cannot_create_in", "check_writable",
-           "exit_code_for", "recipient_record", "sent_in_report", "write_report"]
+           "exit_code_for", "recipient_record", "sent_in_report", "shown_path",
+           "write_report"]
 
 _UMASK = os.umask(0o022)  # read once, at import (before any thread): os.umask only sets it
 os.umask(_UMASK)
@@ -63,11 +64,11 @@ class Report:
         shown = [f"{n} {s}" for s, n in counts.items() if n]
         if self.dry_run:  # what a person looks for next: the messages
             shown.insert(0, f"{written} message{'' if written == 1 else 's'} written to "
-                         f"{_shown(self.outbox)}{os.sep}" if self.outbox else f"{written} "
+                         f"{shown_path(self.outbox)}{os.sep}" if self.outbox else f"{written} "
                          "written")
         what = "dry run" if self.dry_run else ("test send" if self.test_send else "batch")
         resumed = " (resumed)" if self.resumed else ""
-        where = f"; report: {_shown(self.json_path)}" if self.json_path else ""
+        where = f"; report: {shown_path(self.json_path)}" if self.json_path else ""
         return (f"{self.job}: {what} {self.batch}{resumed}: "
                 f"{', '.join(shown) or 'no recipients'}{where}")
 
@@ -79,7 +80,7 @@ class Report:
         return data
 
 
-def _shown(path: str | Path | None) -> str:
+def shown_path(path: str | Path) -> str:
     """A path as a person would type it: relative to the current folder if it is below it."""
     text = str(path)
     try:

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from mailbatch.batch.history import BatchRecord, History
 from mailbatch.batch.journal import STATUSES, Entry
-from mailbatch.batch.report import recipient_record
+from mailbatch.batch.report import recipient_record, shown_path
 from mailbatch.cli.boundary import printable
 from mailbatch.errors import UsageError
 from mailbatch.job.model import Job
@@ -35,7 +35,7 @@ def print_history(job: Job, out: TextIO, as_json: bool = False) -> None:
         return
     rows = [("BATCH", "STARTED", "LAST RUN ENDED", "RECIPIENTS", "REPORT")]
     rows += [(r.batch, _when(r.started), _when(r.finished), _counts(r.counts),
-              _shown(r.report)) for r in records]
+              shown_path(r.report) if r.report else "-") for r in records]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
@@ -66,7 +66,7 @@ def print_status(job: Job, batch: str | None, out: TextIO, as_json: bool = False
 def _status_lines(job: Job, record: BatchRecord, entries: Iterable[Entry]) -> Iterator[str]:
     ended = f"last run ended {_when(record.finished)}" if record.finished else \
         "no run of it has ended (one may be going)"
-    report = f"; report: {_shown(record.report)}" if record.report else ""
+    report = f"; report: {shown_path(record.report)}" if record.report else ""
     yield (f"{job.name}: batch {record.batch}: started {_when(record.started)}, {ended}; "
            f"{_counts(record.counts)}{report}")
     unsent = record.total - record.counts["sent"]
@@ -104,7 +104,8 @@ def _head(job: Job, journal: Path) -> dict[str, Any]:
 
 
 def _none_yet(job: Job, journal: Path) -> str:
-    return f"{job.name}: no batches yet: nothing has been sent (no journal at {_shown(journal)})"
+    return (f"{job.name}: no batches yet: nothing has been sent (no journal at "
+            f"{shown_path(journal)})")
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -119,14 +120,3 @@ def _when(stamp: str | None) -> str:
         return dt.datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     except ValueError:
         return stamp
-
-
-def _shown(path: str | Path | None) -> str:
-    """A path relative to the current folder when it is below it, as people type it."""
-    if not path:
-        return "-"
-    try:
-        relative = Path(path).relative_to(Path.cwd())
-    except ValueError:
-        return str(path)
-    return str(relative)
